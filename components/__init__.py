@@ -1,0 +1,1 @@
+"""defectqa components: the real logic of every pipeline stage. Never imports Prefect."""

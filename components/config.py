@@ -1,0 +1,224 @@
+"""One typed configuration for the whole pipeline.
+
+Defaults live here; `params.yaml` (also read by DVC) overrides them, and the CLI
+overrides both with `--set section.key=value`. Every field is documented where
+it is declared, and docs/ARCHITECTURE.md says which module uses it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CLASSES: tuple[str, ...] = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
+
+
+@dataclass
+class PathsConfig:
+    workdir: str = ".defectqa"
+    """State folder: data area (a DVC repo), MLflow SQLite + artifacts, Prefect home, models."""
+    bundled_data: str = "../shared/data/deeppcb"
+    """The bundled DeepPCB folder that `make run` replays as monthly drops."""
+    dvc_remote: str = ""
+    """DVC remote URL (s3://..., /mnt/share/...); empty = a local folder `<workdir>/dvc-remote`."""
+    tracking_uri: str = ""
+    """MLflow tracking URI; empty = $MLFLOW_TRACKING_URI or sqlite:///<workdir>/mlflow.db."""
+
+    @property
+    def root(self) -> Path:
+        return Path(self.workdir).resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def mlflow_uri(self) -> str:
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
+
+
+@dataclass
+class DataConfig:
+    classes: tuple[str, ...] = CLASSES
+    """Defect vocabulary; DeepPCB type k (1-based) is classes[k-1]."""
+    image_size: int = 640
+    """Expected side of every board image in pixels (DeepPCB scans are 640 x 640)."""
+    max_bad_share: float = 0.2
+    """A drop with a larger share of quarantined rows stops the flow."""
+    drift_tolerance: float = 0.15
+    """Largest allowed change of a class's share of boxes vs the previous month."""
+    holdout_groups: tuple[str, ...] = ("group92000",)
+    """Board groups never trained on: the evaluation / gate set."""
+    calib_groups: tuple[str, ...] = ("group77000",)
+    """Board groups kept out of training to fit the confidence calibration."""
+    holdout_share: float = 0.2
+    """For drops whose groups are not listed above: share of groups held out (by stable hash)."""
+
+
+@dataclass
+class QAConfig:
+    seed: int = 0
+    phrasings_per_kind: int = 2
+    """How many phrasings of each question kind are sampled per image."""
+    template_share: float = 1.0
+    """Share of images whose defect-free template also yields 'no defects' QA pairs."""
+    rejected_per_chosen: int = 1
+    """DPO preference pairs made per chosen answer."""
+
+
+@dataclass
+class ModelConfig:
+    base: str = ""
+    """Empty = build the small embedded Qwen3-VL from config; else a local checkpoint folder."""
+    input_size: int = 448
+    """Side of the fused model input (test, template, |diff|) in pixels."""
+    text_hidden: int = 256
+    text_layers: int = 4
+    text_heads: int = 4
+    vision_hidden: int = 128
+    vision_depth: int = 4
+    vision_heads: int = 4
+    patch_size: int = 16
+    max_regions: int = 16
+    """At most this many spatial-branch candidates are shown to the language model."""
+    region_floor: float = 0.05
+    """Candidates scoring below this never reach the language model."""
+    head_channels: int = 128
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    threads: int = 2
+    spatial_minutes: float = 14.0
+    """Wall-clock budget of the spatial-branch training (vision tower + heatmap head)."""
+    spatial_max_epochs: int = 60
+    spatial_batch: int = 8
+    spatial_lr: float = 1e-3
+    sft_epochs: float = 1.0
+    sft_max_steps: int = 250
+    sft_batch: int = 8
+    sft_lr: float = 1e-3
+    sft_lora: bool = False
+    """LoRA for SFT: off for the from-scratch default (random weights), on for a real checkpoint."""
+    dpo_max_steps: int = 60
+    dpo_batch: int = 4
+    dpo_lr: float = 5e-5
+    dpo_beta: float = 0.1
+    lora_r: int = 16
+    lora_alpha: int = 32
+    bf16: bool = True
+
+
+@dataclass
+class EvalConfig:
+    question: str = "Describe all defects on this board."
+    """The question asked of every image during evaluation."""
+    max_images: int = 0
+    """0 = all images of the evaluation folder."""
+    iou: float = 0.33
+    """DeepPCB's matching rule: same class and IoU >= this."""
+    ece_bins: int = 10
+    report_overlays: int = 12
+    """How many overlay pictures the HTML report embeds."""
+
+
+@dataclass
+class GateConfig:
+    max_center_rmse_px: float = 20.0
+    max_hallucination_rate: float = 0.03
+    max_latency_p95_s: float = 2.0
+    min_count_exact: float = 0.97
+    max_ece: float = 0.05
+    regression_tolerance: float = 0.0
+    """A candidate may be at most this much worse than the champion on any gated metric."""
+
+
+@dataclass
+class Config:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    qa: QAConfig = field(default_factory=QAConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    registered_model: str = "defect-vlm"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Flattened `section.key` view, for logging as MLflow params."""
+        out: dict[str, Any] = {}
+        for section, values in self.to_dict().items():
+            if isinstance(values, dict):
+                out.update({f"{section}.{k}": v for k, v in values.items()})
+            else:
+                out[section] = values
+        return out
+
+
+def _coerce(current: Any, raw: Any, where: str) -> Any:
+    """Turn a YAML/CLI value into the type of the default it replaces."""
+    if isinstance(current, bool):
+        if isinstance(raw, bool):
+            return raw
+        if str(raw).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(raw).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{where}: expected true/false, got {raw!r}")
+    if isinstance(current, tuple):
+        if isinstance(raw, str):
+            raw = [s.strip() for s in raw.split(",") if s.strip()]
+        return tuple(raw)
+    try:
+        return type(current)(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: expected {type(current).__name__}, got {raw!r}") from exc
+
+
+def apply(cfg: Config, key: str, raw: Any) -> None:
+    """Set `section.key` (or a top-level key) on cfg, with a clear error for unknown names."""
+    parts = key.split(".")
+    target: Any = cfg
+    for part in parts[:-1]:
+        if not hasattr(target, part):
+            raise ValueError(f"unknown config section {part!r} in {key!r}")
+        target = getattr(target, part)
+    name = parts[-1]
+    if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
+        raise ValueError(f"unknown config key {key!r}")
+    setattr(target, name, _coerce(getattr(target, name), raw, key))
+
+
+def load(params_file: str | Path | None = "params.yaml", overrides: list[str] | None = None) -> Config:
+    """Defaults, then params.yaml (if present), then `key=value` overrides."""
+    import yaml
+
+    cfg = Config()
+    if params_file and Path(params_file).exists():
+        data = yaml.safe_load(Path(params_file).read_text()) or {}
+        for section, values in data.items():
+            if isinstance(values, dict):
+                for k, v in values.items():
+                    apply(cfg, f"{section}.{k}", v)
+            else:
+                apply(cfg, section, values)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        k, v = item.split("=", 1)
+        apply(cfg, k.strip(), v.strip())
+    return cfg
+
+
+def dumps(cfg: Config) -> str:
+    return json.dumps(cfg.to_dict(), indent=2, default=str)
