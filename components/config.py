@@ -113,7 +113,10 @@ class TrainConfig:
     dpo_beta: float = 0.1
     lora_r: int = 16
     lora_alpha: int = 32
-    bf16: bool = True
+    bf16: bool = False
+    """bf16 autocast for the spatial stage; off: torch 2.14's CPU SDPA backward is ~40x slower in bf16."""
+    spatial_template_share: float = 0.1
+    """Share of boards whose defect-free template joins spatial training as a negative."""
 
 
 @dataclass

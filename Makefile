@@ -1,0 +1,44 @@
+# Two commands do everything: `make run` (set up + monthly retraining flow) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_HOME := $(CURDIR)/.defectqa/prefect
+export TOKENIZERS_PARALLELISM := false
+
+MONTH ?= 2026-01
+
+.PHONY: setup run test bench-serve replay ui-mlflow ui-prefect clean
+
+$(STAMP): requirements/torch.txt requirements/main.txt requirements/test.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	# torch + torchvision first, in their own call, then pinned for every later call.
+	$(PIP) install -q -r requirements/torch.txt
+	$(PIP) install -q -c requirements/torch.txt -r requirements/main.txt -r requirements/test.txt
+	$(PIP) install -q -c requirements/torch.txt --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup  ## ingest the bundled month, then run the monthly retraining flow
+	$(VENV)/bin/defectqa retrain --bundled-month $(MONTH)
+
+replay: setup  ## make replay MONTH=2026-02: the next bundled month
+	$(VENV)/bin/defectqa retrain --bundled-month $(MONTH)
+
+test: setup
+	$(PY) -m pytest -q
+
+ui-mlflow: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.defectqa/mlflow.db --host 127.0.0.1 --port 5000
+
+ui-prefect: setup
+	$(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200
+
+clean:
+	rm -rf .defectqa

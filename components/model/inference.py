@@ -1,0 +1,81 @@
+"""Ask the model a question about a board: the one code path used by `ask`, evaluation,
+the MLflow pyfunc and the web service.
+
+1. fuse the board with its template into the model's input picture;
+2. the spatial branch proposes regions (class, box, score) from the vision features;
+3. the language model reads the picture, the region list and the question, and writes
+   the answer in reference form under grammar-constrained decoding;
+4. references are resolved to the regions' boxes (original pixels) and calibrated
+   confidences, giving the full answer grammar.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from components.model.constrained import GrammarLogits
+from components.model.fuse import Frame, fuse, open_gray
+from components.model.regions import calibrate, prompt_text, propose
+from components.model.vlm import DefectVLM
+from components.qa.grammar import Answer, Detection, render, resolve_refs
+
+
+@dataclass
+class InspectResult:
+    answer: Answer
+    answer_text: str
+    raw: str
+    """What the language model wrote (reference form)."""
+    regions: list[Detection] = field(default_factory=list)
+    latency_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"answer_text": self.answer_text, **self.answer.to_dict(), "latency_s": round(self.latency_s, 4)}
+
+
+class Inspector:
+    def __init__(self, vlm: DefectVLM):
+        self.vlm = vlm
+        self.tok = vlm.processor.tokenizer
+
+    @classmethod
+    def load(cls, folder: str | Path, quantize: bool | None = None) -> "Inspector":
+        return cls(DefectVLM.load(folder, quantize=quantize))
+
+    @property
+    def version_info(self) -> dict:
+        return {"dataset_version": self.vlm.meta.dataset_version, "quantize": self.vlm.meta.quantize}
+
+    @torch.no_grad()
+    def ask(self, image: str | Path | Image.Image, question: str,
+            template: str | Path | Image.Image | None = None) -> InspectResult:
+        """Answer one question about one board (and its template, when given)."""
+        if not question or not question.strip():
+            raise ValueError("the question is empty")
+        start = time.perf_counter()
+        board = open_gray(image)
+        meta = self.vlm.meta
+        fused = fuse(board, template, meta.input_size)
+        frame = Frame(*board.size, meta.input_size)
+        # The language model was trained on raw head scores; users get calibrated ones.
+        regions = propose(self.vlm, np.asarray(fused)[None], [frame])[0]
+        raw = self._generate(fused, prompt_text(regions, question, board.size), len(regions))
+        calibrated = [Detection(r.cls, r.box, calibrate(r.conf, meta.calibration)) for r in regions]
+        answer = resolve_refs(raw, calibrated, tuple(meta.classes))
+        return InspectResult(answer, render(answer), raw, calibrated, time.perf_counter() - start)
+
+    def _generate(self, picture: Image.Image, text: str, n_regions: int) -> str:
+        msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+        prompt = self.vlm.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        inputs = self.vlm.processor(text=[prompt], images=[picture], return_tensors="pt")
+        n = inputs["input_ids"].shape[1]
+        guard = GrammarLogits(self.tok, tuple(self.vlm.meta.classes), n_regions, n)
+        out = self.vlm.model.generate(**inputs, max_new_tokens=4 * n_regions + 6, do_sample=False,
+                                      logits_processor=[guard], eos_token_id=self.tok.eos_token_id,
+                                      pad_token_id=self.tok.pad_token_id)
+        return self.tok.decode(out[0, n:], skip_special_tokens=True).strip()

@@ -1,0 +1,68 @@
+"""Spatial-branch candidates ("regions") and the prompt that shows them to the language model.
+
+The language model sees each region as `R<k> <class> s<score bucket> <quadrant>`; it
+answers by naming regions (`[REF] R3`), so every coordinate in an answer comes from
+the head's peak + offset + size, mapped once to original pixels by fuse.Frame.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from components.data.records import Box
+from components.model.fuse import Frame
+from components.model.spatial_head import decode
+from components.model.tokenizer import score_token
+from components.qa.generate import quadrant, reading_order
+from components.qa.grammar import Detection, region_name
+
+
+def calibrate(score: float, calibration: dict) -> float:
+    """Platt scaling of a head score: sigmoid(a * logit(score) + b)."""
+    s = min(max(score, 1e-6), 1 - 1e-6)
+    z = calibration.get("a", 1.0) * math.log(s / (1 - s)) + calibration.get("b", 0.0)
+    return 1 / (1 + math.exp(-z))
+
+
+@torch.no_grad()
+def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Detection]]:
+    """Candidates per picture, in reading order, boxes in original pixels, conf = raw head score."""
+    out = vlm.spatial(images_uint8)
+    meta = vlm.meta
+    result = []
+    for dets, frame in zip(decode(out, vlm.stride, meta.region_floor, meta.max_regions), frames):
+        regs = [Detection(meta.classes[k], frame.to_original(box), score) for k, score, box in dets]
+        order = reading_order([Box(*r.box, cls=r.cls) for r in regs])
+        result.append([regs[i] for i in order])
+    return result
+
+
+def prompt_text(regions: list[Detection], question: str, size: tuple[int, int]) -> str:
+    """The user turn's text: the region list, then the inspector's question (lower-cased)."""
+    parts = [f"{region_name(i)} {r.cls} {score_token(r.conf)} {quadrant(Box(*r.box, cls=r.cls), *size)}"
+             for i, r in enumerate(regions)]
+    listing = " ; ".join(parts) if parts else "none"
+    return f"regions : {listing} question : {question.strip().lower()}"
+
+
+def match_regions(regions: list[Detection], boxes: list[Box], iou_min: float) -> dict[int, int]:
+    """Ground-truth index -> region index, greedy by IoU (class-agnostic), one-to-one."""
+    if not regions or not boxes:
+        return {}
+    from torchvision.ops import box_iou
+
+    r = torch.tensor([d.box for d in regions], dtype=torch.float32)
+    g = torch.tensor([[b.x1, b.y1, b.x2, b.y2] for b in boxes], dtype=torch.float32)
+    iou = box_iou(g, r)
+    pairs = sorted(((iou[i, j].item(), i, j) for i in range(len(boxes)) for j in range(len(regions))), reverse=True)
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for v, i, j in pairs:
+        if v < iou_min:
+            break
+        if i not in out and j not in used:
+            out[i] = j
+            used.add(j)
+    return out

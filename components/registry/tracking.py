@@ -1,0 +1,112 @@
+"""MLflow tracking setup and small logging helpers.
+
+Helpers take an explicit `run_id` and go through `MlflowClient`, because MLflow's
+"active run" is per thread and orchestrators run tasks in other threads/processes.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from components.config import Config
+
+EXPERIMENT = "defectqa"
+
+
+def is_local(uri: str) -> bool:
+    """True for backends that live on this machine (SQLite file, file store)."""
+    return urlparse(uri).scheme in ("", "file", "sqlite")
+
+
+def artifact_location(cfg: Config) -> str:
+    """Where a local backend keeps artifacts: `<workdir>/mlartifacts`, as a file URI."""
+    return (cfg.paths.root / "mlartifacts").as_uri()
+
+
+def ensure_store(cfg: Config) -> None:
+    """Create the folder of a SQLite store: SQLite creates the file but not its folder."""
+    uri = cfg.paths.mlflow_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def client(cfg: Config) -> MlflowClient:
+    uri = cfg.paths.mlflow_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def setup(cfg: Config) -> str:
+    """Point MLflow at cfg's store and return the id of the "defectqa" experiment.
+
+    On a local backend the experiment's artifacts go under the workdir, not the CWD;
+    on a server the server's default artifact root (e.g. S3) is used.
+    """
+    uri = cfg.paths.mlflow_uri()
+    ensure_store(cfg)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    c = client(cfg)
+    exp = c.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        location = artifact_location(cfg) if is_local(uri) else None
+        exp_id = c.create_experiment(EXPERIMENT, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def start_run(cfg: Config, run_name: str, tags: dict | None = None) -> str:
+    """Create a run in the experiment (without making it "active") and return its id."""
+    exp_id = setup(cfg)
+    return client(cfg).create_run(exp_id, run_name=run_name, tags=tags or {}).info.run_id
+
+
+def end_run(cfg: Config, run_id: str, status: str = "FINISHED") -> None:
+    """status: FINISHED, FAILED or KILLED."""
+    client(cfg).set_terminated(run_id, status=status)
+
+
+def log_params(cfg: Config, run_id: str, params: dict | None = None) -> None:
+    """Log params (default: the whole flattened config)."""
+    params = cfg.flat() if params is None else params
+    items = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
+    for i in range(0, len(items), 100):  # MLflow caps params per batch at 100
+        client(cfg).log_batch(run_id, params=items[i:i + 100])
+
+
+def log_metrics(cfg: Config, run_id: str, metrics: dict, stage: str = "", step: int = 0) -> dict[str, float]:
+    """Log the numeric, finite entries of `metrics` as `<stage>/<name>`; return what was logged.
+
+    Non-numbers (lists, strings, nested dicts) are skipped: they belong in an artifact.
+    """
+    prefix = f"{stage}/" if stage else ""
+    now = int(time.time() * 1000)
+    logged = {f"{prefix}{k}": float(v) for k, v in metrics.items()
+              if isinstance(v, (int, float)) and math.isfinite(float(v))}
+    batch = [Metric(k, v, now, step) for k, v in logged.items()]
+    for i in range(0, len(batch), 1000):
+        client(cfg).log_batch(run_id, metrics=batch[i:i + 1000])
+    return logged
+
+
+def log_artifacts(cfg: Config, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    """Log a file or a whole folder under the run's artifacts (optionally in a subfolder)."""
+    path = Path(path)
+    if path.is_dir():
+        client(cfg).log_artifacts(run_id, str(path), artifact_path)
+    elif path.is_file():
+        client(cfg).log_artifact(run_id, str(path), artifact_path)
+    else:
+        raise FileNotFoundError(f"nothing to log at {path}")
+
+
+def set_tags(cfg: Config, run_id: str, tags: dict) -> None:
+    for k, v in tags.items():
+        client(cfg).set_tag(run_id, k, str(v))

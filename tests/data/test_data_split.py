@@ -1,0 +1,57 @@
+"""Group-wise split and the drift report (pure functions, no IO)."""
+from __future__ import annotations
+
+from components.config import Config
+from components.data.records import Box, Sample
+from components.data.split import split_groups, split_of, split_samples
+from components.data.validate import drift_report, drift_table
+
+
+def _samples(groups: dict[str, int]) -> list[Sample]:
+    return [Sample(f"{g}-{i}", g, f"/x/{g}-{i}_test.jpg", None) for g, n in groups.items() for i in range(n)]
+
+
+def test_listed_groups_go_to_their_split():
+    cfg = Config()
+    assert split_of("group92000", cfg) == "eval"
+    assert split_of("group77000", cfg) == "calib"
+
+
+def test_no_group_in_two_splits_and_hash_is_stable():
+    cfg = Config()
+    groups = {f"line{i:03d}": 3 for i in range(200)} | {"group92000": 2, "group77000": 2}
+    parts = split_groups(_samples(groups), cfg)
+    seen = [g for gs in parts.values() for g in gs]
+    assert len(seen) == len(set(seen)) == len(groups)
+    share = sum(g.startswith("line") for g in parts["eval"]) / 200
+    assert 0.1 < share < 0.3  # ~holdout_share of the unlisted groups
+    assert split_groups(_samples(groups), cfg) == parts
+
+
+def test_holdout_share_extremes():
+    cfg = Config()
+    cfg.data.holdout_share = 0.0
+    assert not [s for s in split_samples(_samples({"a": 2, "b": 2}), cfg)["eval"]]
+    cfg.data.holdout_share = 1.0
+    assert len(split_samples(_samples({"a": 2, "b": 2}), cfg)["eval"]) == 4
+
+
+def _with_boxes(classes: list[str]) -> list[Sample]:
+    return [Sample("s", "g", "t.jpg", None, [Box(0, 0, 1, 1, c) for c in classes])]
+
+
+def test_drift_report_flags_big_share_changes():
+    prev = _with_boxes(["open"] * 10 + ["short"] * 10)
+    cur = _with_boxes(["open"] * 4 + ["short"] * 16)
+    report = drift_report(cur, prev, tolerance=0.15, previous_month="2026-01")
+    assert report["drifted"] == ["open", "short"] and report["warning"]
+    assert abs(report["classes"]["open"]["delta"] + 0.3) < 1e-9
+    table = drift_table(report)
+    assert list(table.columns) == ["class", "previous", "current", "delta", "drifted"] and len(table) == 6
+    calm = drift_report(_with_boxes(["open"] * 9 + ["short"] * 11), prev, tolerance=0.15)
+    assert calm["drifted"] == [] and not calm["warning"]
+
+
+def test_drift_report_without_previous_month():
+    report = drift_report(_with_boxes(["spur"]), [], tolerance=0.15)
+    assert report["previous_month"] is None and report["classes"]["spur"]["current"] == 1.0 and not report["warning"]
