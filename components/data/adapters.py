@@ -136,7 +136,8 @@ def _load_voc(root: Path, classes: tuple[str, ...]) -> tuple[list[Sample], list[
             err = ""
         except (ET.ParseError, ValueError) as exc:
             err = f"annotation does not parse: {xml.name}: {exc}"
-        samples.append(Sample(image.stem, group_for(image if image.is_relative_to(root) else xml, root), str(image), None, boxes))
+        group = group_for(image if image.is_relative_to(root) else xml, root)
+        samples.append(Sample(image.stem, group, str(image), None, boxes))
         errors.append(err)
     return samples, errors
 
@@ -157,7 +158,8 @@ def _coco_boxes(anns: list[dict], names: dict, classes: tuple[str, ...]) -> list
     boxes = []
     for a in anns:
         x, y, w, h = (float(v) for v in a["bbox"])
-        boxes.append(Box(x, y, x + w, y + h, normalise_class(names.get(a["category_id"], str(a["category_id"])), classes)))
+        name = names.get(a["category_id"], str(a["category_id"]))
+        boxes.append(Box(x, y, x + w, y + h, normalise_class(name, classes)))
     return boxes
 
 
@@ -171,7 +173,8 @@ def _load_coco(root: Path, classes: tuple[str, ...]) -> tuple[list[Sample], list
             by_image.setdefault(a.get("image_id"), []).append(a)
         for img in data["images"]:
             image = _find_image(img["file_name"], path.parent, root)
-            sample = Sample(image.stem, group_for(image if image.is_relative_to(root) else path, root), str(image), None)
+            group = group_for(image if image.is_relative_to(root) else path, root)
+            sample = Sample(image.stem, group, str(image), None)
             err = ""
             try:
                 sample.boxes = _coco_boxes(by_image.get(img.get("id"), []), names, classes)

@@ -102,8 +102,10 @@ def _existing(repo: Path, dest: Path, staging: Path, drop: Drop, month: str) -> 
     same = tree_digest(dest) == tree_digest(staging)
     _rmtree(staging)
     if not same:
-        raise DropConflict(f"month {month} was already ingested at {dest} with different content; refusing to overwrite")
-    digest = versioning.tracked_hash(repo, dest) or versioning.add_and_push(repo, dest)
+        raise DropConflict(f"month {month} was already ingested at {dest} with different content; "
+                           "refusing to overwrite (ingest the new drop under a new month label)")
+    digest = versioning.tracked_hash(repo, dest) or versioning.add(repo, dest)
+    versioning.push(repo, dest)  # a retry after a failed push must still reach the remote
     return IngestResult(month, digest, len(drop.samples), str(dest), drop.format, False)
 
 
@@ -148,7 +150,7 @@ def _write_sample(s: Sample, err: str, fmt: str, month: str, dest: Path, classes
 
 
 def _copy_image(src: Path, dst: Path) -> None:
-    """JPEGs byte for byte; other decodable formats re-encoded as JPEG; anything else copied raw for validation to judge."""
+    """JPEGs byte for byte; other decodable formats re-encoded as JPEG; the rest raw, for validation to judge."""
     if not src.is_file():
         return  # recorded in the manifest all the same; validation reports the missing file
     if src.suffix.lower() not in _JPEG:

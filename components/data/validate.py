@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from components.config import Config
+from components.config import CLASSES, Config
 from components.data import versioning
 from components.data.ingest import MANIFEST, DropError, check_month, drop_path, read_manifest, write_manifest
 from components.data.records import Sample
@@ -76,6 +76,11 @@ def reports_path(cfg: Config, month: str) -> Path:
     return cfg.paths.data_dir / "reports" / check_month(month)
 
 
+def dataset_version(cfg: Config) -> str | None:
+    """The current dataset version: the DVC hash of `accepted/` (None before any month is accepted)."""
+    return versioning.tracked_hash(versioning.data_repo_root(cfg), accepted_root(cfg))
+
+
 def accepted_months(cfg: Config) -> list[str]:
     """Months with an accepted manifest, oldest first."""
     root = accepted_root(cfg)
@@ -83,51 +88,71 @@ def accepted_months(cfg: Config) -> list[str]:
 
 
 def validate_drop(month: str, cfg: Config) -> ValidationResult:
-    """Judge the ingested drop of `month`; quarantine bad rows, accept good ones, DVC-version accepted/."""
+    """Judge the ingested drop of `month`; quarantine bad rows, accept good ones, DVC-version `accepted/`.
+
+    Raises DropRejected (nothing accepted) when the drop is empty or its bad share
+    exceeds cfg.data.max_bad_share. Re-validating an accepted month returns its stored result.
+    """
     repo = versioning.ensure_data_repo(cfg)
     src = drop_path(cfg, month)
     if not (src / MANIFEST).exists():
         raise DropError(f"month {month} has not been ingested: {src / MANIFEST} missing")
     drop_hash = versioning.tracked_hash(repo, src)
-    previous = _previous_result(cfg, month, drop_hash)
+    previous = _previous_result(cfg, month, drop_hash, repo)
     if previous is not None:
         return previous
     rows = read_manifest(src)
-    known = {s.sample_id: m for m in accepted_months(cfg) if m != month for s in accepted_samples(cfg, m)}
-    facts = row_facts(rows, src, cfg)
-    fmt = rows[0]["format"] if rows else "deeppcb"
-    docs = reports_path(cfg, month) / "data_docs"
-    gx_result, bad = judge(facts, cfg, require_template=(fmt == "deeppcb"), known_ids=known, docs_dir=docs)
-    result = ValidationResult(month, len(rows), len(rows) - len({b["row"] for b in bad}), len({b["row"] for b in bad}),
-                              str(quarantine_path(cfg, month)), None, None, {}, gx_result, str(docs), drop_hash,
-                              [{k: b[k] for k in REASONS_COLUMNS} for b in bad])
+    result, bad = _judge_rows(cfg, month, src, rows)
+    result.drop_hash = drop_hash
+    good = [r for i, r in enumerate(rows) if i not in {b["row"] for b in bad}]
+    result.drift = drift_report(_samples(good), _previous_month_samples(cfg, month), cfg.data.drift_tolerance,
+                                _prev_month(cfg, month), cfg.data.classes)
     _quarantine(cfg, month, src, rows, bad)
     _refuse_if_bad(result, cfg, src)
-    good = [r for i, r in enumerate(rows) if i not in {b["row"] for b in bad}]
-    result.drift = drift_report(_samples(good), _previous_month_samples(cfg, month), cfg.data.drift_tolerance, _prev_month(cfg, month))
     result.accepted_dir = str(_accept(cfg, month, src, good))
+    _save_json(reports_path(cfg, month) / "validation.json", result.to_dict())  # so a rerun can finish the job
     result.dataset_version = versioning.add_and_push(repo, accepted_root(cfg))
     _write_reports(cfg, result)
     return result
 
 
+def _judge_rows(cfg: Config, month: str, src: Path, rows: list[dict]) -> tuple[ValidationResult, list[dict]]:
+    """Facts + GX verdict for the rows of one drop, as a result not yet accepted."""
+    known = {s.sample_id: m for m in accepted_months(cfg) if m != month for s in accepted_samples(cfg, m)}
+    fmt = rows[0]["format"] if rows else "deeppcb"
+    docs = reports_path(cfg, month) / "data_docs"
+    facts = row_facts(rows, src, cfg)
+    reports_path(cfg, month).mkdir(parents=True, exist_ok=True)
+    gx_result, bad = judge(facts, cfg, require_template=(fmt == "deeppcb"), known_ids=known, docs_dir=docs)
+    facts.to_csv(reports_path(cfg, month) / "facts.csv", index=False)
+    n_bad = len({b["row"] for b in bad})
+    result = ValidationResult(
+        month=month, n_rows=len(rows), n_good=len(rows) - n_bad, n_bad=n_bad,
+        quarantine_dir=str(quarantine_path(cfg, month)), accepted_dir=None, dataset_version=None, drift={},
+        gx_result=gx_result, data_docs_dir=str(docs), bad=[{k: b[k] for k in REASONS_COLUMNS} for b in bad])
+    return result, bad
+
+
 def _refuse_if_bad(result: ValidationResult, cfg: Config, src: Path) -> None:
-    if result.n_rows == 0:
-        _save_json(reports_path(cfg, result.month) / "validation.json", result.to_dict())
-        raise DropRejected(f"drop {result.month} ({src}) is empty: nothing to accept", result)
-    share = result.n_bad / result.n_rows
-    if share <= cfg.data.max_bad_share:
+    share = result.n_bad / result.n_rows if result.n_rows else 1.0
+    if result.n_rows and share <= cfg.data.max_bad_share:
         return
     _save_json(reports_path(cfg, result.month) / "validation.json", result.to_dict())
+    if not result.n_rows:
+        raise DropRejected(f"drop {result.month} ({src}) is empty: nothing to accept", result)
     listing = "\n".join(f"  {b['file']}: {b['reason']}" for b in result.bad[:30])
-    more = f"\n  ... and {len(result.bad) - 30} more (see {result.quarantine_dir}/reasons.csv)" if len(result.bad) > 30 else ""
+    if len(result.bad) > 30:
+        listing += f"\n  ... and {len(result.bad) - 30} more (see {result.quarantine_dir}/reasons.csv)"
     raise DropRejected(
         f"drop {result.month} rejected: {result.n_bad} of {result.n_rows} rows bad ({share:.0%} > max_bad_share "
-        f"{cfg.data.max_bad_share:.0%}); nothing accepted. Bad files:\n{listing}{more}", result)
+        f"{cfg.data.max_bad_share:.0%}); nothing accepted. Bad files:\n{listing}", result)
 
 
-def _previous_result(cfg: Config, month: str, drop_hash: str | None) -> ValidationResult | None:
-    """Re-validating an accepted month returns its stored result; never re-accept or modify it."""
+def _previous_result(cfg: Config, month: str, drop_hash: str | None, repo: Path) -> ValidationResult | None:
+    """Re-validating an accepted month returns the result stored then; nothing is re-accepted or modified.
+
+    If the earlier run stopped before DVC versioned accepted/ (say a failed push), this finishes that step.
+    """
     if not (accepted_root(cfg) / month / MANIFEST).exists():
         return None
     stored = reports_path(cfg, month) / "validation.json"
@@ -135,8 +160,11 @@ def _previous_result(cfg: Config, month: str, drop_hash: str | None) -> Validati
     if data.get("drop_hash") != drop_hash or not data.get("accepted_dir"):
         raise DropError(f"month {month} is already accepted (from a drop other than {drop_hash} or without its "
                         f"validation record {stored}); accepted data is never modified")
-    data["dataset_version"] = versioning.tracked_hash(versioning.data_repo_root(cfg), accepted_root(cfg))
-    return ValidationResult(**data)
+    result = ValidationResult(**data)
+    if not result.dataset_version:
+        result.dataset_version = versioning.add_and_push(repo, accepted_root(cfg))
+        _write_reports(cfg, result)
+    return result
 
 
 def _quarantine(cfg: Config, month: str, src: Path, rows: list[dict], bad: list[dict]) -> Path:
@@ -232,28 +260,25 @@ def class_shares(samples: list[Sample], classes: tuple[str, ...]) -> dict[str, f
 
 
 def drift_report(current: list[Sample], previous: list[Sample], tolerance: float,
-                 previous_month: str | None = None, classes: tuple[str, ...] | None = None) -> dict[str, Any]:
+                 previous_month: str | None = None, classes: tuple[str, ...] = CLASSES) -> dict[str, Any]:
     """Per-class share of boxes now vs the previous accepted month; a warning, never a stop."""
-    from components.config import CLASSES
-
-    classes = classes or CLASSES
     cur = class_shares(current, classes)
     prev = class_shares(previous, classes) if previous else {}
     table = {}
-    for c in cur:
-        p = prev.get(c) if previous else None
-        delta = None if p is None else cur[c] - p
-        table[c] = {"previous": p, "current": cur[c], "delta": delta, "drifted": delta is not None and abs(delta) > tolerance}
+    for c, share in cur.items():
+        delta = share - prev[c] if c in prev else None
+        drifted = delta is not None and abs(delta) > tolerance
+        table[c] = {"previous": prev.get(c), "current": share, "delta": delta, "drifted": drifted}
     drifted = [c for c, v in table.items() if v["drifted"]]
     return {"previous_month": previous_month if previous else None, "tolerance": tolerance,
-            "n_boxes": sum(len(s.boxes) for s in current), "classes": table, "drifted": drifted, "warning": bool(drifted)}
+            "n_boxes": sum(len(s.boxes) for s in current), "classes": table, "drifted": drifted,
+            "warning": bool(drifted)}
 
 
 def drift_table(report: dict[str, Any]) -> pd.DataFrame:
     """The drift report as one row per class."""
     rows = [{"class": c, **v} for c, v in (report.get("classes") or {}).items()]
     return pd.DataFrame(rows, columns=["class", "previous", "current", "delta", "drifted"])
-
 
 
 # ---- per-row facts ---------------------------------------------------------------------------
@@ -333,39 +358,62 @@ def _box_facts(boxes: list) -> dict:
 
 
 def _check(name: str, role: str, reason: str) -> dict:
-    """meta of an expectation: which check, which file of the sample it blames, how to say why."""
+    """meta of an expectation: which check, which file of the sample it blames, how to say why.
+
+    reason is a format string over {value} (the offending fact), {column}, {unknown}
+    (classes outside the vocabulary) and {seen} (the month an id was accepted in).
+    """
     return {"check": name, "file": role, "reason": reason}
 
 
 def expectations(cfg: Config, require_template: bool, known_ids: dict[str, str] | set[str]) -> list:
-    """The drop suite. Reasons are format strings over {value} (the offending fact) and {column}."""
-    import re
-
+    """The drop suite: row checks on the facts, plus the table must not be empty."""
     import great_expectations as gx
 
-    E, n = gx.expectations, cfg.data.image_size
-    vocab = "|".join(re.escape(c) for c in cfg.data.classes)
-    out = [
+    E = gx.expectations
+    templates_ok = ["ok"] if require_template else ["ok", "missing"]  # VOC/COCO carry no template
+    return [
         E.ExpectTableRowCountToBeBetween(min_value=1, meta=_check("not_empty", "", "drop is empty")),
-        E.ExpectColumnValuesToBeInSet(column="image_status", value_set=["ok"], meta=_check("image", "test", "test image {value}")),
-        E.ExpectColumnValuesToBeInSet(column="template_status", value_set=["ok"] if require_template else ["ok", "missing"],
+        E.ExpectColumnValuesToBeInSet(column="image_status", value_set=["ok"],
+                                      meta=_check("image", "test", "test image {value}")),
+        *_size_checks(E, cfg.data.image_size),
+        E.ExpectColumnValuesToBeInSet(column="template_status", value_set=templates_ok,
                                       meta=_check("template", "template", "template {value}")),
-        E.ExpectColumnValuesToBeInSet(column="annotation_status", value_set=["ok"], meta=_check("annotation", "annotation", "{value}")),
-        E.ExpectColumnValuesToMatchRegex(column="classes", regex=rf"^(?:(?:{vocab})(?:\|(?:{vocab}))*)?$",
+        E.ExpectColumnValuesToBeInSet(column="annotation_status", value_set=["ok"],
+                                      meta=_check("annotation", "annotation", "{value}")),
+        *_box_checks(E, cfg.data.image_size),
+        E.ExpectColumnValuesToMatchRegex(column="classes", regex=_vocabulary_regex(cfg.data.classes),
                                          meta=_check("class", "annotation", "unknown class {unknown}")),
-        E.ExpectColumnValuesToBeUnique(column="sample_id", meta=_check("duplicate", "test", "duplicate id {value} within the drop")),
+        E.ExpectColumnValuesToBeUnique(column="sample_id",
+                                       meta=_check("duplicate", "test", "duplicate id {value} within the drop")),
         E.ExpectColumnValuesToNotBeInSet(column="sample_id", value_set=sorted(known_ids),
                                          meta=_check("seen", "test", "id {value} already accepted in month {seen}")),
     ]
-    for col in ("width", "height"):
-        out.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=n, max_value=n,
-                                                   meta=_check("size", "test", f"image {{column}} {{value:g}} px, expected {n}")))
-    for col, lo, hi in (("box_x_min", 0, None), ("box_y_min", 0, None), ("box_x_max", None, n), ("box_y_max", None, n)):
-        out.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi,
-                                                   meta=_check("bounds", "annotation", "box out of bounds: {column} = {value:g}")))
-    for col, axis in (("box_min_w", "x"), ("box_min_h", "y")):
-        out.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=0, strict_min=True,
-                                                   meta=_check("inverted", "annotation", f"inverted box: {axis}2 <= {axis}1 ({{column}} = {{value:g}})")))
+
+
+def _vocabulary_regex(classes: tuple[str, ...]) -> str:
+    """Matches '' or 'a|b|...' where every name is in the vocabulary (the `classes` fact)."""
+    import re
+
+    name = "(?:" + "|".join(re.escape(c) for c in classes) + ")"
+    return rf"^(?:{name}(?:\|{name})*)?$"
+
+
+def _size_checks(E, n: int) -> list:
+    reason = f"image {{column}} {{value:g}} px, expected {n}"
+    return [E.ExpectColumnValuesToBeBetween(column=c, min_value=n, max_value=n, meta=_check("size", "test", reason))
+            for c in ("width", "height")]
+
+
+def _box_checks(E, n: int) -> list:
+    """Boxes inside the n x n image, and x1 < x2, y1 < y2 for every box (NaN = no boxes, not judged)."""
+    bounds = _check("bounds", "annotation", "box out of bounds: {column} = {value:g}")
+    limits = (("box_x_min", 0, None), ("box_y_min", 0, None), ("box_x_max", None, n), ("box_y_max", None, n))
+    out = [E.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi, meta=bounds) for c, lo, hi in limits]
+    for c, axis in (("box_min_w", "x"), ("box_min_h", "y")):
+        reason = f"inverted box: {axis}2 <= {axis}1 ({{column}} = {{value:g}})"
+        out.append(E.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True,
+                                                   meta=_check("inverted", "annotation", reason)))
     return out
 
 
@@ -387,6 +435,7 @@ def judge(facts: pd.DataFrame, cfg: Config, require_template: bool, known_ids: d
 
 
 def _run_checkpoint(facts: pd.DataFrame, suite_items: list, docs_dir: Path):
+    """Ephemeral context -> pandas batch -> suite -> checkpoint that also writes Data Docs."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig)
@@ -394,12 +443,14 @@ def _run_checkpoint(facts: pd.DataFrame, suite_items: list, docs_dir: Path):
     if docs_dir.exists():
         shutil.rmtree(docs_dir)
     site = {"class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())}}
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(docs_dir.resolve())}}
     # In-memory stores; the only Data Docs site is ours (no default temp site).
     ctx = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         data_docs_sites={"drop": site}, progress_bars=ProgressBarsConfig(globally=False)))
-    batch = ctx.data_sources.add_pandas("drop").add_dataframe_asset("rows").add_batch_definition_whole_dataframe("all")
+    asset = ctx.data_sources.add_pandas("drop").add_dataframe_asset("rows")
+    batch = asset.add_batch_definition_whole_dataframe("all")
     suite = ctx.suites.add(gx.ExpectationSuite(name="drop_rows"))
     for item in suite_items:
         suite.add_expectation(item)
@@ -420,7 +471,8 @@ def _blame(r, facts: pd.DataFrame, cfg: Config, known_ids: dict[str, str]) -> li
         value = fact[column]
         unknown = ", ".join(c for c in str(fact["classes"]).split("|") if c and c not in cfg.data.classes)
         file = fact[f"{meta.get('file')}_file"] if meta.get("file") else fact["test_file"]
-        out.append({"row": int(hit["row"]), "id": fact["sample_id"], "file": file, "check": meta.get("check", ""),
-                    "reason": meta.get("reason", r.expectation_config.type).format(
-                        value=value, column=column, unknown=unknown, seen=known_ids.get(str(value), "?"))})
+        reason = meta.get("reason", r.expectation_config.type).format(
+            value=value, column=column, unknown=unknown, seen=known_ids.get(str(value), "?"))
+        out.append({"row": int(hit["row"]), "id": fact["sample_id"], "file": file,
+                    "check": meta.get("check", ""), "reason": reason})
     return out

@@ -1,9 +1,10 @@
 """DVC for the data area: a no-SCM DVC repo whose tracked directory hashes are dataset versions.
 
 Layout: the DVC repo sits at `<workdir>/data` (cfg.paths.data_dir), not at the
-workdir itself. A root-level dvc.yaml in the git project then still sees inside
-`.defectqa/` (runs, models, even `.defectqa/data/accepted`); with the nested repo
-at `.defectqa` itself, the parent DVC hashes every directory under it as empty.
+workdir itself. A root-level dvc.yaml in the git project then hashes directories
+inside `.defectqa/` correctly (runs, models, even `.defectqa/data/accepted`). With
+the nested repo at `.defectqa` itself, the parent DVC (3.67) silently hashes every
+directory dep/out under it as empty (nfiles 0), so `dvc status` never sees changes.
 The default remote is the folder `<workdir>/dvc-remote` (cfg.paths.dvc_remote overrides).
 """
 from __future__ import annotations
@@ -37,7 +38,8 @@ def ensure_repo(root: str | Path, remote: str) -> Path:
         _quiet_init(root)
     with Repo(str(root)) as repo:
         conf = repo.config.read("repo")
-        if conf.get("remote", {}).get(REMOTE_NAME, {}).get("url") != remote or conf.get("core", {}).get("remote") != REMOTE_NAME:
+        url = conf.get("remote", {}).get(REMOTE_NAME, {}).get("url")
+        if url != remote or conf.get("core", {}).get("remote") != REMOTE_NAME:
             with repo.config.edit("repo") as edit:
                 edit["remote"][REMOTE_NAME] = {"url": remote}
                 edit["core"]["remote"] = REMOTE_NAME

@@ -167,3 +167,24 @@ def generate_preferences(pairs: list[QAPair], cfg: QAConfig, classes: tuple[str,
     """cfg.rejected_per_chosen preference pairs per QA pair (chosen = the correct answer)."""
     rng = random.Random(cfg.seed + 1)
     return [reject(qa, rng, classes, size) for qa in pairs for _ in range(cfg.rejected_per_chosen)]
+
+
+def qa_to_json(qa: QAPair) -> dict:
+    return {"sample_id": qa.sample_id, "source": qa.source, "kind": qa.kind, "question": qa.question,
+            "answer": qa.text, "gt_index": qa.gt_index}
+
+
+def qa_from_json(row: dict, classes: tuple[str, ...]) -> QAPair:
+    from components.qa.grammar import parse
+
+    return QAPair(row["sample_id"], row["source"], row["kind"], row["question"], parse(row["answer"], classes), row["gt_index"])
+
+
+def pref_to_json(p: PreferencePair) -> dict:
+    return {"qa": qa_to_json(p.qa), "rejected": render(p.rejected), "rejected_index": p.rejected_index, "reason": p.reason}
+
+
+def pref_from_json(row: dict, classes: tuple[str, ...]) -> PreferencePair:
+    from components.qa.grammar import parse
+
+    return PreferencePair(qa_from_json(row["qa"], classes), parse(row["rejected"], classes), row["rejected_index"], row["reason"])

@@ -211,9 +211,6 @@ def promote(cfg: Config, version) -> str | None:
         history.append(version)
     _set_champion(cfg, version)
     _save_history(cfg, history)
-    if _aliases(cfg).get(CHALLENGER) == version:
-        # The challenger became the champion; one alias per role keeps the UI readable.
-        _client(cfg).delete_registered_model_alias(cfg.registered_model, CHALLENGER)
     return previous
 
 

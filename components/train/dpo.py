@@ -12,18 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components.config import TrainConfig
-from components.train.lm_common import LogTo, common_args, freeze_vision, last_checkpoint, lora_config
+from components.train.lm_common import LogTo, common_args, to_dataset, freeze_vision, last_checkpoint, lora_config
 
 
 def train_dpo(vlm, rows: list[dict], cfg: TrainConfig, out_dir: Path,
               on_log: Callable[[int, dict], None] | None = None) -> dict:
     """DPO on vlm.model in place (LoRA, then merged); returns loss, reward margin, timing."""
-    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     freeze_vision(vlm.model)
     args = DPOConfig(**common_args(cfg, out_dir, cfg.dpo_max_steps, cfg.dpo_batch, cfg.dpo_lr), beta=cfg.dpo_beta)
-    trainer = DPOTrainer(model=vlm.model, args=args, train_dataset=Dataset.from_list(rows),
+    trainer = DPOTrainer(model=vlm.model, args=args, train_dataset=to_dataset(rows),
                          processing_class=vlm.processor, peft_config=lora_config(cfg),
                          callbacks=[LogTo(on_log, "dpo")])
     start = time.time()

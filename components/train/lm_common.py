@@ -36,6 +36,14 @@ def common_args(cfg: TrainConfig, out_dir: Path, max_steps: int, batch: int, lr:
     )
 
 
+def to_dataset(rows: list[dict]):
+    """A datasets.Dataset whose `images` are decoded lazily from the saved PNG paths."""
+    from datasets import Dataset, Image, List
+
+    ds = Dataset.from_list(rows)
+    return ds.cast_column("images", List(Image())) if rows and isinstance(rows[0]["images"][0], str) else ds
+
+
 def last_checkpoint(out_dir: Path) -> str | None:
     """The newest trainer checkpoint in out_dir, so a killed run resumes from it."""
     return get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None

@@ -20,7 +20,10 @@ from components.model.regions import match_regions, prompt_text
 @dataclass
 class RegionView:
     """One picture as the language model sees it."""
-    image: Image.Image
+    image: Image.Image | str
+    """The fused picture, or the path of its PNG (so datasets need not re-encode it)."""
+    size: tuple[int, int]
+    """Original board size, for the quadrant words."""
     regions: list[Detection]
     gt_to_region: dict[int, int]
 
@@ -57,7 +60,7 @@ def ref_rejected(pref: PreferencePair, view: RegionView, rng: random.Random) -> 
 
 
 def _prompt(view: RegionView, question: str) -> list[dict]:
-    text = prompt_text(view.regions, question, view.image.size)
+    text = prompt_text(view.regions, question, view.size)
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 
@@ -65,7 +68,7 @@ def _assistant(text: str) -> list[dict]:
     return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
 
-def sft_rows(pairs: list[QAPair], views: dict[tuple[str, str], RegionView], size: tuple[int, int]) -> list[dict]:
+def sft_rows(pairs: list[QAPair], views: dict[tuple[str, str], RegionView]) -> list[dict]:
     """prompt-completion rows for trl's SFTTrainer (completion-only loss)."""
     rows = []
     for qa in pairs:
@@ -95,8 +98,11 @@ def dpo_rows(prefs: list[PreferencePair], views: dict[tuple[str, str], RegionVie
 
 
 def region_views(vlm, samples: list[Sample], size: int, iou_min: float, templates: bool = True,
-                 batch: int = 16) -> dict[tuple[str, str], RegionView]:
-    """Run the spatial branch over boards (and templates) once; key = (sample_id, source)."""
+                 batch: int = 16, picture_dir=None) -> dict[tuple[str, str], RegionView]:
+    """Run the spatial branch over boards (and templates) once; key = (sample_id, source).
+
+    With picture_dir, fused pictures are saved there as PNG and views hold their paths.
+    """
     import numpy as np
     from tqdm import tqdm
 
@@ -111,10 +117,20 @@ def region_views(vlm, samples: list[Sample], size: int, iou_min: float, template
         imgs = [fuse(img, tmpl, size) for _, _, img, tmpl in chunk]
         frames = [Frame(*image_size(img), size) for _, _, img, _ in chunk]
         regions = propose_batch(vlm, np.stack([np.asarray(im) for im in imgs]), frames)
-        for (s, src, *_), im, regs in zip(chunk, imgs, regions):
+        for (s, src, *_), im, regs, frame in zip(chunk, imgs, regions, frames):
             gt = s.boxes if src == "test" else []
-            views[(s.sample_id, src)] = RegionView(im, regs, match_regions(regs, gt, iou_min))
+            picture = im if picture_dir is None else _save(im, picture_dir, f"{s.sample_id}_{src}.png")
+            views[(s.sample_id, src)] = RegionView(picture, (frame.width, frame.height), regs, match_regions(regs, gt, iou_min))
     return views
+
+
+def _save(img: Image.Image, folder, name: str) -> str:
+    from pathlib import Path
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / name
+    img.save(path, compress_level=1)
+    return str(path)
 
 
 def propose_batch(vlm, images, frames):

@@ -12,19 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components.config import TrainConfig
-from components.train.lm_common import LogTo, common_args, freeze_vision, last_checkpoint, lora_config
+from components.train.lm_common import LogTo, common_args, to_dataset, freeze_vision, last_checkpoint, lora_config
 
 
 def train_sft(vlm, rows: list[dict], cfg: TrainConfig, out_dir: Path,
               on_log: Callable[[int, dict], None] | None = None) -> dict:
     """Train vlm.model in place on prompt-completion rows; returns loss and timing."""
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     freeze_vision(vlm.model)
     steps = min(cfg.sft_max_steps, max(1, int(cfg.sft_epochs * len(rows) / cfg.sft_batch)))
     args = SFTConfig(**common_args(cfg, out_dir, steps, cfg.sft_batch, cfg.sft_lr), completion_only_loss=True)
-    trainer = SFTTrainer(model=vlm.model, args=args, train_dataset=Dataset.from_list(rows),
+    trainer = SFTTrainer(model=vlm.model, args=args, train_dataset=to_dataset(rows),
                          processing_class=vlm.processor, peft_config=lora_config(cfg) if cfg.sft_lora else None,
                          callbacks=[LogTo(on_log, "sft")])
     start = time.time()

@@ -12,9 +12,11 @@ from components.data.drops import BUNDLED_DROPS, materialise_drop
 
 def _voc_xml(filename: str, objects: list[tuple[str, int, int, int, int]]) -> str:
     objs = "".join(
-        f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+        f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+        f"<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
         for n, a, b, c, d in objects)
-    return f"<annotation><filename>{filename}</filename><size><width>640</width><height>640</height></size>{objs}</annotation>"
+    size = "<size><width>640</width><height>640</height></size>"
+    return f"<annotation><filename>{filename}</filename>{size}{objs}</annotation>"
 
 
 def test_class_aliases():
@@ -40,7 +42,8 @@ def test_voc_adapter(tmp_path, deeppcb, kit):
     (tmp_path / "lineA").mkdir()
     shutil.copyfile(test, tmp_path / "lineA" / "board1.jpg")
     (tmp_path / "lineA" / "board1.xml").write_text(
-        _voc_xml("board1.jpg", [("pinhole", 10, 20, 40, 50), ("mouse_bite", 100, 100, 130, 140), ("scratch", 1, 1, 9, 9)]))
+        _voc_xml("board1.jpg", [("pinhole", 10, 20, 40, 50), ("mouse_bite", 100, 100, 130, 140),
+                                ("scratch", 1, 1, 9, 9)]))
     (tmp_path / "lineA" / "broken.xml").write_text("<annotation><filename>broken.jpg</filename>")
     assert detect_format(tmp_path) == "voc"
     drop = load_drop(tmp_path)
@@ -59,7 +62,8 @@ def test_coco_adapter(tmp_path, deeppcb, kit):
     shutil.copyfile(test, tmp_path / "images" / "b2.jpg")
     coco = {"images": [{"id": 1, "file_name": "b1.jpg", "width": 640, "height": 640},
                        {"id": 2, "file_name": "b2.jpg", "width": 640, "height": 640}],
-            "categories": [{"id": 1, "name": "spurious_copper"}, {"id": 2, "name": "pin_hole"}, {"id": 3, "name": "short"}],
+            "categories": [{"id": 1, "name": "spurious_copper"}, {"id": 2, "name": "pin_hole"},
+                           {"id": 3, "name": "short"}],
             "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 20, 30, 40]},
                             {"id": 2, "image_id": 1, "category_id": 2, "bbox": [100, 100, 5, 6]},
                             {"id": 3, "image_id": 2, "category_id": 3, "bbox": [0, 0, 10, 10]}]}
@@ -68,7 +72,8 @@ def test_coco_adapter(tmp_path, deeppcb, kit):
     samples = {s.sample_id: s for s in read_drop(tmp_path)}
     assert set(samples) == {"b1", "b2"}
     assert samples["b1"].group == tmp_path.name  # images/ is a role folder, not a board group
-    assert [(b.x1, b.y1, b.x2, b.y2, b.cls) for b in samples["b1"].boxes] == [(10, 20, 40, 60, "copper"), (100, 100, 105, 106, "pin-hole")]
+    assert [(b.x1, b.y1, b.x2, b.y2, b.cls) for b in samples["b1"].boxes] == [
+        (10, 20, 40, 60, "copper"), (100, 100, 105, 106, "pin-hole")]
     assert samples["b2"].template_path is None
 
 

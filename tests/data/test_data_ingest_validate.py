@@ -10,6 +10,7 @@ Then every test checks one promise; month 2026-01's files must stay byte-identic
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from components.data import versioning
 from components.data.ingest import DropConflict, DropError, EmptyDrop, ingest, write_manifest
 from components.data.split import load_accepted, split_groups
-from components.data.validate import DropRejected, validate_drop
+from components.data.validate import DropRejected, dataset_version, validate_drop
 
 GOOD = ["00041000", "00041001", "92000000", "92000001"]
 
@@ -123,7 +124,8 @@ def test_reingest_is_noop_and_conflict_is_refused(world, deeppcb, kit):
     with pytest.raises(DropConflict, match="2026-01"):
         ingest(other, "2026-01", cfg)
     assert kit.snapshot(cfg.paths.data_dir / "drops" / "2026-01") == before
-    assert validate_drop("2026-01", cfg).dataset_version == versioning.tracked_hash(cfg.paths.data_dir, cfg.paths.data_dir / "accepted")
+    assert validate_drop("2026-01", cfg).dataset_version == world["ver1"]  # the stored result, nothing redone
+    assert dataset_version(cfg) == world["res4"].dataset_version
 
 
 def test_bad_rows_quarantined_with_reasons(world):
@@ -197,3 +199,16 @@ def test_earlier_months_untouched_and_loadable(world, kit):
     parts = split_groups(samples, cfg)
     groups = [g for gs in parts.values() for g in gs]
     assert len(groups) == len(set(groups)) and "group92000" in parts["eval"]
+
+
+def test_rerun_finishes_an_interrupted_versioning(world):
+    cfg = world["cfg"]
+    record = cfg.paths.data_dir / "reports" / "2026-04" / "validation.json"
+    saved = record.read_text()
+    data = json.loads(saved)
+    record.write_text(json.dumps({**data, "dataset_version": None}))  # as if the push had failed
+    try:
+        assert validate_drop("2026-04", cfg).dataset_version == world["res4"].dataset_version
+        assert json.loads(record.read_text())["dataset_version"] == world["res4"].dataset_version
+    finally:
+        record.write_text(saved)

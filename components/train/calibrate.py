@@ -1,0 +1,59 @@
+"""Confidence calibration: Platt scaling fitted on board groups the model never trained on.
+
+A reported defect's confidence is sigmoid(a * logit(head score) + b), with a, b fitted
+by logistic regression on whether each reported defect was right (same class, IoU
+>= 0.33) on the calibration groups, defect-free templates included (anything reported
+there is wrong). Stored in the model folder's meta, so it ships with the model.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from components.config import Config
+from components.data.records import Sample
+from components.evaluation.evaluate import run_inspector
+from components.evaluation.metrics import correct_flags, ece, reliability
+from components.model.vlm import META_FILE
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def fit_platt(scores: list[float], correct: list[bool]) -> dict:
+    """a, b of sigmoid(a * logit(score) + b); identity when one outcome is missing."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(set(correct)) < 2:
+        return {"a": 1.0, "b": 0.0}
+    x = np.array([[_logit(s)] for s in scores])
+    lr = LogisticRegression(C=1e4).fit(x, np.array(correct, dtype=int))
+    return {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+
+
+def fit_calibration(model_dir: Path, calib: list[Sample], cfg: Config) -> dict:
+    """Fit on `calib` with the model in model_dir (fp32) and write the result into its meta."""
+    from components.model.inference import Inspector
+    from components.model.regions import calibrate
+
+    meta_path = Path(model_dir) / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["calibration"] = {"a": 1.0, "b": 0.0}
+    meta_path.write_text(json.dumps(meta, indent=2))
+    if not calib:
+        return {"calib_images": 0, "calib_detections": 0, "note": "no calibration groups: identity calibration"}
+    results = run_inspector(Inspector.load(model_dir, quantize=False), calib, cfg.eval, desc="calibration")
+    scores = [d.conf for r in results for d in r.answer.detections]
+    correct = [c for r in results for c in correct_flags(r, cfg.eval.iou)]
+    params = fit_platt(scores, correct)
+    meta["calibration"] = params
+    meta_path.write_text(json.dumps(meta, indent=2))
+    after = [calibrate(s, params) for s in scores]
+    return {"calib_images": len(calib), "calib_detections": len(scores), "calib_a": params["a"], "calib_b": params["b"],
+            "calib_ece_before": ece(reliability(scores, correct, cfg.eval.ece_bins)),
+            "calib_ece_after": ece(reliability(after, correct, cfg.eval.ece_bins))}

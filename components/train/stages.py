@@ -1,0 +1,151 @@
+"""The training stages as functions of folders: what the Prefect tasks and the DVC stages call.
+
+Each stage reads a model folder (or none), writes a new one, and returns a small dict
+of figures for MLflow. Re-running a finished stage is a no-op (a `stage.json` marker
+holds its figures), and trainers resume from their checkpoints after a kill.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from components.config import Config
+from components.data.records import Sample
+from components.model.vlm import DefectVLM, Meta
+from components.qa import generate as qagen
+
+DONE = "stage.json"
+Log = Callable[[int, dict], None] | None
+
+
+def finished(out: Path) -> dict | None:
+    return json.loads((out / DONE).read_text()) if (out / DONE).exists() else None
+
+
+def _finish(out: Path, figures: dict) -> dict:
+    (out / DONE).write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+def make_qa(samples: list[Sample], cfg: Config, out: Path) -> dict:
+    """QA pairs and DPO preference pairs as JSONL (deterministic in cfg.qa.seed)."""
+    if (done := finished(out)) is not None:
+        return done
+    out.mkdir(parents=True, exist_ok=True)
+    size = (cfg.data.image_size, cfg.data.image_size)
+    pairs = qagen.generate_qa(samples, cfg.qa, cfg.data.classes, size)
+    prefs = qagen.generate_preferences(pairs, cfg.qa, cfg.data.classes, size)
+    _write_jsonl(out / "qa.jsonl", [qagen.qa_to_json(p) for p in pairs])
+    _write_jsonl(out / "preferences.jsonl", [qagen.pref_to_json(p) for p in prefs])
+    kinds = {k: sum(p.kind == k for p in pairs) for k in sorted({p.kind for p in pairs})}
+    reasons = {r: sum(p.reason == r for p in prefs) for r in sorted({p.reason for p in prefs})}
+    return _finish(out, {"qa_pairs": len(pairs), "preference_pairs": len(prefs), "kinds": kinds, "reasons": reasons})
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def new_model(cfg: Config, dataset_version: str = "") -> DefectVLM:
+    from components.model.build import build
+
+    model, processor = build(cfg)
+    m = cfg.model
+    meta = Meta(list(cfg.data.classes), m.input_size, m.patch_size, m.max_regions, m.region_floor, m.head_channels,
+                dataset_version=dataset_version)
+    return DefectVLM(model, processor, meta)
+
+
+def run_spatial(train: list[Sample], cfg: Config, out: Path, dataset_version: str, log: Log = None) -> dict:
+    """Stage 1: build the model and train its vision tower + spatial head."""
+    import torch
+
+    from components.train.images import FusedSet
+    from components.train.spatial import train_spatial
+
+    if (done := finished(out)) is not None:
+        return done
+    torch.set_num_threads(cfg.train.threads)
+    vlm = new_model(cfg, dataset_version)
+    data = FusedSet(train, cfg.data.classes, cfg.model.input_size, cfg.train.spatial_template_share, cfg.train.seed)
+    figures = train_spatial(vlm, data, cfg.train, out / "work", log)
+    vlm.save(out / "model")
+    return _finish(out, {**figures, "train_images": len(data)})
+
+
+def _views(vlm, train: list[Sample], cfg: Config, out: Path):
+    from components.train.lm_data import region_views
+
+    return region_views(vlm, train, cfg.model.input_size, cfg.eval.iou, picture_dir=out / "pictures")
+
+
+def _sample_rows(rows: list[dict], n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return rows if len(rows) <= n else rng.sample(rows, n)
+
+
+def run_sft(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out: Path, log: Log = None) -> dict:
+    """Stage 2: SFT of the language model on QA pairs in reference form."""
+    from components.train.lm_data import sft_rows
+    from components.train.sft import train_sft
+
+    if (done := finished(out)) is not None:
+        return done
+    vlm = DefectVLM.load(model_dir, quantize=False)
+    views = _views(vlm, train, cfg, out)
+    pairs = [qagen.qa_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "qa.jsonl")]
+    rows = _sample_rows(sft_rows(pairs, views), cfg.train.sft_max_steps * cfg.train.sft_batch, cfg.train.seed)
+    figures = train_sft(vlm, rows, cfg.train, out / "trainer", log)
+    vlm.save(out / "model")
+    return _finish(out, {**figures, "sft_rows": len(rows)})
+
+
+def run_dpo(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out: Path, log: Log = None) -> dict:
+    """Stage 3: DPO of the language model on preference pairs in reference form."""
+    from components.train.dpo import train_dpo
+    from components.train.lm_data import dpo_rows
+
+    if (done := finished(out)) is not None:
+        return done
+    vlm = DefectVLM.load(model_dir, quantize=False)
+    views = _views(vlm, train, cfg, out)
+    prefs = [qagen.pref_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "preferences.jsonl")]
+    rows = _sample_rows(dpo_rows(prefs, views, cfg.train.seed), cfg.train.dpo_max_steps * cfg.train.dpo_batch, cfg.train.seed)
+    figures = train_dpo(vlm, rows, cfg.train, out / "trainer", log)
+    vlm.save(out / "model")
+    return _finish(out, {**figures, "dpo_rows": len(rows)})
+
+
+def run_calibrate(model_dir: Path, calib: list[Sample], cfg: Config, out: Path) -> dict:
+    """Stage 4a: fit the confidence calibration on held-out board groups."""
+    from components.train.calibrate import fit_calibration
+
+    if (done := finished(out)) is not None:
+        return done
+    shutil.copytree(model_dir, out / "model", dirs_exist_ok=True)
+    figures = fit_calibration(out / "model", calib, cfg)
+    return _finish(out, figures)
+
+
+def run_quantize(model_dir: Path, out: Path) -> dict:
+    """Stage 4b: the served artifact: same weights, int8 Linear layers at load time."""
+    from components.model.vlm import META_FILE
+    from components.train.quantize import size_mb
+
+    if (done := finished(out)) is not None:
+        return done
+    shutil.copytree(model_dir, out / "model", dirs_exist_ok=True)
+    meta_path = out / "model" / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["quantize"] = "int8"
+    meta_path.write_text(json.dumps(meta, indent=2))
+    fp32 = DefectVLM.load(model_dir, quantize=False)
+    int8 = DefectVLM.load(out / "model")
+    return _finish(out, {"size_mb_fp32": size_mb(fp32.model), "size_mb_int8": size_mb(int8.model)})

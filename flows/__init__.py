@@ -1,0 +1,1 @@
+"""Prefect flows (the monthly retraining) and the `defectqa` CLI."""

@@ -1,0 +1,257 @@
+"""`defectqa`: the command line for the ML / quality engineer and the inspector.
+
+Heavy libraries are imported inside each command so `--help` stays instant.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+app = typer.Typer(help="Defect-inspection VLM: retrain monthly, check, promote, ask.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="YAML file of config overrides (also read by DVC).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override one config value, e.g. --set train.spatial_minutes=5. Repeatable.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="models:/defect-vlm@champion (default), @challenger, models:/defect-vlm/3, or a model folder.")]
+
+
+def _cfg(params: Path, sets: list[str] | None):
+    from components import config
+
+    try:
+        cfg = config.load(params, sets)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    os.environ.setdefault("PREFECT_HOME", str(cfg.paths.root / "prefect"))
+    return cfg
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _model_dir(cfg, uri: str | None) -> Path:
+    from components.registry import registry
+
+    try:
+        return registry.resolve(cfg, uri or f"models:/{cfg.registered_model}@champion")
+    except (LookupError, FileNotFoundError) as exc:
+        _fail(f"{exc}\n(run `defectqa retrain` first, or pick a version: `defectqa models`)")
+
+
+@app.command()
+def retrain(
+    drop: Annotated[Optional[Path], typer.Option(help="Folder of this month's drop (DeepPCB, Pascal VOC or COCO layout).")] = None,
+    month: Annotated[Optional[str], typer.Option(help="Month label of the drop, YYYY-MM.")] = None,
+    bundled_month: Annotated[Optional[str], typer.Option(help="Replay a month of the bundled DeepPCB data (2026-01, 2026-02, 2026-03).")] = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+):
+    """Run the monthly retraining flow: validate, version, train (SFT, DPO), quantize, evaluate, gate, register."""
+    cfg = _cfg(params, set_)
+    if bundled_month:
+        from components.data.drops import materialise_drop
+
+        month = month or bundled_month
+        drop = materialise_drop(bundled_month, cfg.paths.bundled_data, cfg.paths.root / "bundled-drops" / bundled_month)
+    if drop is None or month is None:
+        _fail("give --drop DIR --month YYYY-MM, or --bundled-month YYYY-MM")
+    from flows.monthly_retrain import monthly_retrain
+
+    summary = monthly_retrain(str(drop), month, list(set_ or []), str(params))
+    _print_summary(summary, cfg)
+
+
+def _print_summary(summary: dict, cfg) -> None:
+    names = list(summary["metrics"])
+    keys = ["f1_iou33", "precision_iou33", "recall_iou33", "map50", "center_rmse_px", "count_exact",
+            "hallucination_rate", "template_false_alarm", "ece", "latency_p50_s", "latency_p95_s", "n_images"]
+    typer.echo("\n| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+    for k in keys:
+        typer.echo(f"| {k} | " + " | ".join(_fmt(summary["metrics"][n].get(k)) for n in names) + " |")
+    verdict = "PASSED" if summary["gate_passed"] else "FAILED"
+    typer.echo(f"\nGate {verdict} (judged: int8 candidate). {summary['gate']}")
+    where = "promoted to @champion" if summary["promoted"] else "left as @challenger (champion unchanged)"
+    typer.echo(f"Model: {cfg.registered_model} version {summary['model_version']} {where}.")
+    typer.echo(f"Dataset version (DVC): {summary['dataset_version']}; MLflow run {summary['mlflow_run_id']}.")
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+@app.command()
+def ingest(
+    drop: Annotated[Path, typer.Argument(help="Drop folder (DeepPCB, Pascal VOC XML or COCO JSON).")],
+    month: Annotated[str, typer.Option(help="Month label, YYYY-MM.")],
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+):
+    """Copy a drop into the data area and version it with DVC."""
+    from components.data.ingest import DropError, ingest as run
+
+    cfg = _cfg(params, set_)
+    try:
+        res = run(drop, month, cfg)
+    except (DropError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(res.__dict__))
+
+
+@app.command()
+def validate(
+    month: Annotated[str, typer.Option(help="An ingested month to validate.")],
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+):
+    """Great Expectations checks of an ingested drop: quarantine bad rows, accept good ones."""
+    from components.data.ingest import DropError
+    from components.data.validate import validate_drop
+
+    cfg = _cfg(params, set_)
+    try:
+        res = validate_drop(month, cfg)
+    except DropError as exc:
+        _fail(str(exc))
+    typer.echo(res.drift_table.to_string(index=False))
+    typer.echo(json.dumps({k: v for k, v in res.to_dict().items() if k not in ("gx_result", "drift")}, default=str))
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="A folder in DeepPCB layout (list file optional; unseen boards welcome).")],
+    model: ModelOpt = None,
+    export: Annotated[Optional[Path], typer.Option(help="Write detections in DeepPCB result format here.")] = None,
+    report: Annotated[Path, typer.Option(help="Folder for report.html and metrics.json.")] = Path(".defectqa/reports/latest"),
+    max_images: Annotated[int, typer.Option(help="Evaluate only the first N boards (0 = all).")] = 0,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+):
+    """Ask the model about every board and template of a folder; print the metrics as a JSON line."""
+    from components.evaluation.run import evaluate_model, json_line, samples_of
+
+    cfg = _cfg(params, set_)
+    cfg.eval.max_images = max_images or cfg.eval.max_images
+    model_dir = _model_dir(cfg, model)
+    try:
+        samples = samples_of(data, cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    metrics = evaluate_model(model_dir, samples, cfg, report, str(model or "champion"), export=export)
+    typer.echo(f"report: {report / 'report.html'}" + (f"; export: {export}" if export else ""), err=True)
+    typer.echo(json_line(metrics))
+
+
+@app.command()
+def ask(
+    image: Annotated[Path, typer.Argument(help="Board image to inspect.")],
+    question: Annotated[str, typer.Argument(help='Plain-language question, e.g. "Where is the short circuit?"')],
+    template: Annotated[Optional[Path], typer.Option(help="The board's aligned defect-free template (recommended).")] = None,
+    model: ModelOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+):
+    """Answer a question about one board: each defect's class, box, centre, confidence, or 'none found'."""
+    from components.model.inference import Inspector
+
+    cfg = _cfg(params, set_)
+    for p in (image, template):
+        if p is not None and not p.is_file():
+            _fail(f"{p}: no such image file")
+    inspector = Inspector.load(_model_dir(cfg, model))
+    try:
+        result = inspector.ask(image, question, template)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(result.to_dict(), indent=2))
+
+
+@app.command()
+def promote(version: Annotated[str, typer.Argument(help="Model version to make champion.")],
+            params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None):
+    """Make a version the champion by hand (the previous champion is remembered for rollback)."""
+    from components.registry import registry
+
+    cfg = _cfg(params, set_)
+    try:
+        prev = registry.promote(cfg, version)
+    except LookupError as exc:
+        _fail(str(exc))
+    typer.echo(f"{cfg.registered_model} v{version} is now @champion (was: {prev or 'none'})")
+
+
+@app.command()
+def rollback(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None):
+    """Move @champion back to the previous champion."""
+    from components.registry import registry
+
+    cfg = _cfg(params, set_)
+    try:
+        version = registry.rollback(cfg)
+    except LookupError as exc:
+        _fail(str(exc))
+    typer.echo(f"{cfg.registered_model} @champion is back on v{version}")
+
+
+@app.command()
+def models(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None):
+    """List registered versions with their aliases, dataset version and key metrics."""
+    from components.registry import registry
+
+    cfg = _cfg(params, set_)
+    rows = registry.list_versions(cfg)
+    if not rows:
+        typer.echo(f"no versions of {cfg.registered_model} yet: run `defectqa retrain`")
+        return
+    typer.echo(f"{'version':>7}  {'aliases':<22} {'created':<20} {'dataset':<14} f1     halluc  rmse_px gate")
+    for r in rows:
+        m = r.get("metrics", {})
+        typer.echo(f"{r['version']:>7}  {','.join(r['aliases']) or '-':<22} {str(r['created'])[:19]:<20} "
+                   f"{str(r.get('dataset_version', ''))[:12]:<14} {m.get('f1_iou33', float('nan')):.3f}  "
+                   f"{m.get('hallucination_rate', float('nan')):.3f}   {m.get('center_rmse_px', float('nan')):5.1f}  "
+                   f"{r.get('tags', {}).get('gate.passed', '-')}")
+
+
+STAGES = ("qa", "spatial", "sft", "dpo", "calibrate", "quantize", "evaluate")
+
+
+@app.command(hidden=False)
+def stage(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(STAGES)}.")],
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+):
+    """Run one pipeline stage on the accepted data into <workdir>/pipeline (what `dvc repro` calls)."""
+    from components.data.split import load_accepted, split_samples
+    from components.data.validate import dataset_version
+    from components.evaluation.run import evaluate_model, json_line
+    from components.train import stages
+
+    if name not in STAGES:
+        _fail(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    cfg = _cfg(params, set_)
+    version = dataset_version(cfg)
+    if version is None:
+        _fail("no accepted data yet: run `defectqa ingest` and `defectqa validate` first")
+    splits = split_samples(load_accepted(cfg), cfg)
+    run = cfg.paths.root / "pipeline"
+    calls = {
+        "qa": lambda: stages.make_qa(splits["train"], cfg, run / "qa"),
+        "spatial": lambda: stages.run_spatial(splits["train"], cfg, run / "spatial", version),
+        "sft": lambda: stages.run_sft(run / "spatial" / "model", splits["train"], run / "qa", cfg, run / "sft"),
+        "dpo": lambda: stages.run_dpo(run / "sft" / "model", splits["train"], run / "qa", cfg, run / "dpo"),
+        "calibrate": lambda: stages.run_calibrate(run / "dpo" / "model", splits["calib"], cfg, run / "calibrated"),
+        "quantize": lambda: stages.run_quantize(run / "calibrated" / "model", run / "int8"),
+        "evaluate": lambda: json.loads(json_line(evaluate_model(run / "int8" / "model", splits["eval"], cfg, run / "eval", "int8"))),
+    }
+    typer.echo(json.dumps(calls[name](), default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,96 @@
+"""The monthly retraining flow: validate -> version -> QA -> SFT -> DPO -> quantize ->
+evaluate -> gate -> register (challenger) -> promote (champion, only if it passes).
+
+Runs locally with no server (Prefect starts a temporary one); point PREFECT_API_URL
+at a Prefect server to see it in the UI. Every run lands in MLflow.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from components.config import Config
+from components.registry import tracking
+from tasks import data, evaluate, registry, train
+
+GATED_MODEL = "int8"  # the gate judges what would be served
+
+
+def _mlflow_logger(cfg: Config, run_id: str, stage: str):
+    """Per-step training losses to MLflow, best effort (never fails a training step)."""
+    def log(step: int, values: dict) -> None:
+        try:
+            tracking.log_metrics(cfg, run_id, values, stage=stage, step=step)
+        except Exception:  # noqa: BLE001 - a locked SQLite must not kill an hour of training
+            pass
+    return log
+
+
+def _train(cfg: Config, splits: dict, run_dir: str, version: str, run_id: str) -> dict:
+    figures = {"qa": train.make_qa(splits["train"], cfg, run_dir)}
+    figures["spatial"] = train.train_spatial(splits["train"], cfg, run_dir, version, _mlflow_logger(cfg, run_id, "spatial"))
+    figures["sft"] = train.sft(splits["train"], cfg, run_dir, _mlflow_logger(cfg, run_id, "sft"))
+    figures["dpo"] = train.dpo(splits["train"], cfg, run_dir, _mlflow_logger(cfg, run_id, "dpo"))
+    figures["calibrate"] = train.calibrate(splits["calib"], cfg, run_dir)
+    figures["quantize"] = train.quantize(run_dir)
+    for stage, values in figures.items():
+        train.log_stage(cfg, run_id, stage, {k: v for k, v in values.items() if isinstance(v, (int, float))})
+    return figures
+
+
+def _evaluate(cfg: Config, splits: dict, run_dir: str, run_id: str, version: str) -> tuple[dict, dict | None]:
+    run = Path(run_dir)
+    results = {
+        "fp32": evaluate.evaluate(str(run / "calibrated" / "model"), splits["eval"], cfg, str(run / "eval" / "fp32"), "candidate fp32", False),
+        "int8": evaluate.evaluate(str(run / "int8" / "model"), splits["eval"], cfg, str(run / "eval" / "int8"), "candidate int8"),
+    }
+    champ = registry.current_champion(cfg)
+    if champ is not None:
+        name = f"champion v{champ['version']}"
+        results[name] = evaluate.evaluate(champ["model_dir"], splits["eval"], cfg, str(run / "eval" / "champion"), name)
+        registry.record_champion_eval(cfg, champ["version"], results[name], version)
+    for name, m in results.items():
+        tracking.log_metrics(cfg, run_id, m, stage=f"eval_{name.split()[0]}")
+    tracking.log_artifacts(cfg, run_id, run / "eval", "evaluation")
+    registry.metrics_table(results)
+    return results, (results[f"champion v{champ['version']}"] if champ else None)
+
+
+@flow(name="monthly_retrain", log_prints=True)
+def monthly_retrain(drop_dir: str, month: str, overrides: list[str] | None = None, params_file: str = "params.yaml") -> dict:
+    """Retrain on everything accepted so far, after validating this month's drop."""
+    from components import config as config_mod
+
+    cfg = config_mod.load(params_file, overrides)
+    log = get_run_logger()
+    run_id = registry.start_run(cfg, month)
+    ingested = data.ingest(drop_dir, month, cfg)
+    checked = data.validate(month, cfg)
+    version = checked["dataset_version"]
+    tracking.set_tags(cfg, run_id, {"dataset_version": version, "drop_hash": ingested["drop_hash"]})
+    tracking.log_metrics(cfg, run_id, {k: checked[k] for k in ("n_rows", "n_good", "n_bad")}, stage="validate")
+    tracking.log_artifacts(cfg, run_id, checked["data_docs_dir"], "data_docs")
+    _log_json(cfg, run_id, "validation.json", {k: checked[k] for k in ("gx_result", "drift", "bad")})
+    splits = data.split(cfg)
+    log.info("split: %s", {k: len(v) for k, v in splits.items()})
+    if not splits["train"] or not splits["eval"]:
+        raise ValueError(f"need boards in both train and eval splits, got { {k: len(v) for k, v in splits.items()} }")
+    run_dir = str(cfg.paths.runs_dir / train.run_key(cfg, version))
+    figures = _train(cfg, splits, run_dir, version, run_id)
+    results, champion_metrics = _evaluate(cfg, splits, run_dir, run_id, version)
+    verdict = registry.judge(results[GATED_MODEL], cfg, champion_metrics)
+    model_version = registry.register(cfg, run_id, str(Path(run_dir) / "int8" / "model"), results[GATED_MODEL], version)
+    promoted = registry.promote_if_passed(cfg, model_version, verdict["verdict"])
+    tracking.set_tags(cfg, run_id, {"model_version": model_version, "gate.passed": str(verdict["passed"]).lower()})
+    tracking.end_run(cfg, run_id)
+    summary = {"month": month, "dataset_version": version, "model_version": model_version, "promoted": promoted,
+               "gate_passed": verdict["passed"], "gate": verdict["summary"], "metrics": results,
+               "mlflow_run_id": run_id, "run_dir": run_dir, "figures": figures}
+    print(verdict["markdown"])
+    return summary
+
+
+def _log_json(cfg: Config, run_id: str, name: str, payload: dict) -> None:
+    tracking.client(cfg).log_text(run_id, json.dumps(payload, indent=2, default=str), name)

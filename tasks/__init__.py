@@ -1,0 +1,1 @@
+"""Thin Prefect task wrappers around components: retries, caching, artifacts. No logic."""

@@ -1,0 +1,57 @@
+"""Registry tasks: MLflow run bookkeeping, the metric gate, registration and promotion."""
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from components.config import Config
+from components.registry import gate, registry, tracking
+
+_REG = dict(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+
+
+@task(name="champion", **_REG)
+def current_champion(cfg: Config) -> dict | None:
+    """The current champion's version and local folder, or None."""
+    version = registry.champion(cfg)
+    return None if version is None else {"version": version, "model_dir": str(registry.resolve(cfg, f"models:/{cfg.registered_model}/{version}"))}
+
+
+@task(name="gate", cache_policy=NO_CACHE)
+def judge(metrics: dict, cfg: Config, champion_metrics: dict | None) -> dict:
+    """The gate verdict as a dict, published as Prefect artifacts."""
+    verdict = gate.judge(metrics, cfg.gate, champion_metrics)
+    create_markdown_artifact(key="gate-verdict", markdown=f"## Gate: {'PASS' if verdict.passed else 'FAIL'}\n\n"
+                             f"{verdict.markdown()}\n\n{verdict.summary()}", description="metric gate verdict")
+    return {"passed": verdict.passed, "summary": verdict.summary(), "markdown": verdict.markdown(), "verdict": verdict}
+
+
+@task(name="register", **_REG)
+def register(cfg: Config, run_id: str, model_dir: str, metrics: dict, dataset_version: str) -> str:
+    return registry.register_candidate(cfg, run_id, model_dir, metrics, dataset_version)
+
+
+@task(name="promote-if-passed", **_REG)
+def promote_if_passed(cfg: Config, version: str, verdict) -> bool:
+    return registry.decide_and_promote(cfg, version, verdict)
+
+
+@task(name="record-champion-eval", **_REG)
+def record_champion_eval(cfg: Config, version: str, metrics: dict, dataset_version: str) -> None:
+    registry.record_evaluation(cfg, version, metrics, dataset_version)
+
+
+def metrics_table(rows: dict[str, dict]) -> None:
+    """One Prefect table artifact: a row per evaluated model, a column per metric."""
+    table = [{"model": name, **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}}
+             for name, m in rows.items()]
+    create_table_artifact(key="metrics", table=table, description="evaluation on the held-out board groups")
+
+
+@task(name="mlflow-run", **_REG)
+def start_run(cfg: Config, month: str) -> str:
+    tracking.setup(cfg)
+    run_id = tracking.start_run(cfg, f"retrain-{month}", tags={"month": month})
+    tracking.log_params(cfg, run_id)
+    return run_id

@@ -1,0 +1,56 @@
+"""The parser reads back every answer the generator writes, and refuses malformed text."""
+import pytest
+
+from components.config import CLASSES, QAConfig
+from components.qa.generate import generate_preferences, generate_qa
+from components.qa.grammar import Answer, Detection, GrammarError, parse, render, resolve_refs, to_refs
+
+
+def test_every_generated_answer_parses_back(boards):
+    pairs = generate_qa(boards, QAConfig(phrasings_per_kind=3), CLASSES)
+    prefs = generate_preferences(pairs, QAConfig(), CLASSES)
+    assert {p.kind for p in pairs} == {"locate", "exists", "count_class", "count_total", "describe", "spatial"}
+    assert any(p.source == "template" for p in pairs) and any(p.answer.none_found for p in pairs)
+    for answer in [p.answer for p in pairs] + [p.rejected for p in prefs]:
+        text = render(answer)
+        back = parse(text)
+        assert render(back) == text
+        assert [d.box for d in back.detections] == [d.box for d in answer.detections]
+        assert back.count == answer.count
+
+
+def test_generation_is_deterministic(boards):
+    a = [p.question + p.text for p in generate_qa(boards, QAConfig(seed=3), CLASSES)]
+    b = [p.question + p.text for p in generate_qa(boards, QAConfig(seed=3), CLASSES)]
+    assert a == b
+
+
+def test_rejected_answers_are_wrong(boards):
+    pairs = generate_qa(boards, QAConfig(), CLASSES)
+    for p in generate_preferences(pairs, QAConfig(), CLASSES):
+        assert render(p.rejected) != p.qa.text, p.reason
+
+
+@pytest.mark.parametrize("text", [
+    "[DEFECT] short [BOX] 1,2,3 [CENTER] 2:2 [CONF] 0.5 [EOF]",       # box with three numbers
+    "[DEFECT] scratch [BOX] 1,2,3,4 [CENTER] 2:3 [CONF] 0.5 [EOF]",   # unknown class
+    "[DEFECT] short [BOX] 5,2,3,4 [CENTER] 4:3 [CONF] 0.5 [EOF]",     # inverted box
+    "[DEFECT] short [BOX] 1,2,3,4 [CENTER] 2:3 [CONF] 1.5 [EOF]",     # confidence above 1
+    "[COUNT] 2 [DEFECT] short [BOX] 1,2,3,4 [CENTER] 2:3 [CONF] 0.5 [EOF]",  # count disagrees
+    "[NONE] [EOF] extra",
+    "",
+])
+def test_malformed_answers_are_refused(text):
+    with pytest.raises(GrammarError):
+        parse(text)
+
+
+def test_reference_form_resolves_to_region_boxes():
+    regions = [Detection("spur", (10, 10, 30, 30), 0.9), Detection("short", (100, 50, 140, 90), 0.7)]
+    ans = Answer([Detection("short", (0, 0, 1, 1), 1.0)], count=1)
+    text = to_refs(ans, [1])
+    assert text == "[COUNT] 1 [DEFECT] short [REF] R2 [EOF]"
+    back = resolve_refs(text, regions)
+    assert back.detections == [Detection("short", (100, 50, 140, 90), 0.7)]
+    with pytest.raises(GrammarError):
+        resolve_refs("[DEFECT] short [REF] R3 [EOF]", regions)
