@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 
 MONTH ?= 2026-01
 
-.PHONY: setup run test bench-serve replay ui-mlflow ui-prefect clean
+.PHONY: setup run test bench-serve replay ui-mlflow ui-prefect clean repro
 
 $(STAMP): requirements/torch.txt requirements/main.txt requirements/test.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -32,6 +32,7 @@ replay: setup  ## make replay MONTH=2026-02: the next bundled month
 	$(VENV)/bin/defectqa retrain --bundled-month $(MONTH)
 
 test: setup
+	bash infra/install-browser.sh  # Debian's chromium for the browser test (no browser download)
 	$(PY) -m pytest -q
 
 ui-mlflow: setup
@@ -39,6 +40,9 @@ ui-mlflow: setup
 
 ui-prefect: setup
 	$(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200
+
+repro: setup  ## the same stages through DVC (after a month was ingested and validated)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
 
 clean:
 	rm -rf .defectqa

@@ -144,6 +144,19 @@ class GateConfig:
 
 
 @dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_mb: float = 10.0
+    """Largest accepted image upload (each of board and template)."""
+    max_pixels: int = 4096 * 4096
+    """Largest accepted image area; DeepPCB boards are 640 x 640."""
+    max_question_chars: int = 500
+    reload_interval_s: float = 10.0
+    """How often the service checks the registry for a newly promoted champion."""
+
+
+@dataclass
 class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -152,6 +165,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     registered_model: str = "defect-vlm"
 
     def to_dict(self) -> dict[str, Any]:

@@ -124,6 +124,29 @@ def region_views(vlm, samples: list[Sample], size: int, iou_min: float, template
     return views
 
 
+def save_views(views: dict[tuple[str, str], RegionView], path) -> None:
+    """Persist views (pictures must already be saved paths) as JSON beside the model."""
+    import json
+    from pathlib import Path
+
+    rows = [{"id": sid, "source": src, "picture": v.image, "size": list(v.size),
+             "regions": [[d.cls, list(d.box), d.conf] for d in v.regions],
+             "gt_to_region": {str(k): r for k, r in v.gt_to_region.items()}} for (sid, src), v in views.items()]
+    Path(path).write_text(json.dumps(rows))
+
+
+def load_views(path) -> dict[tuple[str, str], RegionView]:
+    import json
+    from pathlib import Path
+
+    views = {}
+    for r in json.loads(Path(path).read_text()):
+        regions = [Detection(c, tuple(b), conf) for c, b, conf in r["regions"]]
+        views[(r["id"], r["source"])] = RegionView(r["picture"], tuple(r["size"]), regions,
+                                                   {int(k): v for k, v in r["gt_to_region"].items()})
+    return views
+
+
 def _save(img: Image.Image, folder, name: str) -> str:
     from pathlib import Path
 

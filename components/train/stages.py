@@ -18,6 +18,7 @@ from components.model.vlm import DefectVLM, Meta
 from components.qa import generate as qagen
 
 DONE = "stage.json"
+VIEWS = "views.json"
 Log = Callable[[int, dict], None] | None
 
 
@@ -77,13 +78,25 @@ def run_spatial(train: list[Sample], cfg: Config, out: Path, dataset_version: st
     data = FusedSet(train, cfg.data.classes, cfg.model.input_size, cfg.train.spatial_template_share, cfg.train.seed)
     figures = train_spatial(vlm, data, cfg.train, out / "work", log)
     vlm.save(out / "model")
-    return _finish(out, {**figures, "train_images": len(data)})
+    n_images = len(data)
+    del data  # ~0.6 MB per board: free it before proposing regions
+    _views(vlm, train, cfg, out)
+    return _finish(out, {**figures, "train_images": n_images})
 
 
 def _views(vlm, train: list[Sample], cfg: Config, out: Path):
-    from components.train.lm_data import region_views
+    """What the language model will see for each training picture: the head's regions.
 
-    return region_views(vlm, train, cfg.model.input_size, cfg.eval.iou, picture_dir=out / "pictures")
+    The vision tower and head are frozen after stage 1, so the spatial stage computes
+    these once (views.json + fused pictures) and SFT and DPO both read them.
+    """
+    from components.train.lm_data import load_views, region_views, save_views
+
+    if (out / VIEWS).exists():
+        return load_views(out / VIEWS)
+    views = region_views(vlm, train, cfg.model.input_size, cfg.eval.iou, picture_dir=out / "pictures")
+    save_views(views, out / VIEWS)
+    return views
 
 
 def _sample_rows(rows: list[dict], n: int, seed: int) -> list[dict]:
@@ -99,11 +112,12 @@ def run_sft(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out
     if (done := finished(out)) is not None:
         return done
     vlm = DefectVLM.load(model_dir, quantize=False)
-    views = _views(vlm, train, cfg, out)
+    views = _views(vlm, train, cfg, model_dir.parent)
     pairs = [qagen.qa_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "qa.jsonl")]
     rows = _sample_rows(sft_rows(pairs, views), cfg.train.sft_max_steps * cfg.train.sft_batch, cfg.train.seed)
     figures = train_sft(vlm, rows, cfg.train, out / "trainer", log)
     vlm.save(out / "model")
+    shutil.copyfile(model_dir.parent / VIEWS, out / VIEWS)  # DPO reads the same views
     return _finish(out, {**figures, "sft_rows": len(rows)})
 
 
@@ -115,7 +129,7 @@ def run_dpo(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out
     if (done := finished(out)) is not None:
         return done
     vlm = DefectVLM.load(model_dir, quantize=False)
-    views = _views(vlm, train, cfg, out)
+    views = _views(vlm, train, cfg, model_dir.parent)
     prefs = [qagen.pref_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "preferences.jsonl")]
     rows = _sample_rows(dpo_rows(prefs, views, cfg.train.seed), cfg.train.dpo_max_steps * cfg.train.dpo_batch, cfg.train.seed)
     figures = train_dpo(vlm, rows, cfg.train, out / "trainer", log)

@@ -1,0 +1,91 @@
+"""The whole monthly flow on real boards with a tiny model: real Prefect (local), MLflow
+(SQLite), DVC (local remote) and GX. Two months are replayed; the tiny model cannot pass
+the gate, so it stays challenger and a hand-promoted champion is left untouched."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY
+
+GROUPS = {"2026-01": {"group00041": 3, "group77000": 1, "group92000": 2}, "2026-02": {"group44000": 2}}
+
+
+def make_drop(root: Path, dest: Path, groups: dict[str, int]) -> Path:
+    for group, n in groups.items():
+        g = group[-5:]
+        src_img, src_ann = root / group / g, root / group / f"{g}_not"
+        (dest / group / g).mkdir(parents=True)
+        (dest / group / f"{g}_not").mkdir(parents=True)
+        for test in sorted(src_img.glob("*_test.jpg"))[:n]:
+            sid = test.name[:-9]
+            for name in (f"{sid}_test.jpg", f"{sid}_temp.jpg"):
+                shutil.copyfile(src_img / name, dest / group / g / name)
+            shutil.copyfile(src_ann / f"{sid}.txt", dest / group / f"{g}_not" / f"{sid}.txt")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory, deeppcb_dir):
+    work = tmp_path_factory.mktemp("flow")
+    os.environ["PREFECT_HOME"] = str(work / "prefect")
+    from flows.monthly_retrain import monthly_retrain
+
+    overrides = TINY + [f"paths.workdir={work / 'state'}", "eval.max_images=0"]
+    first = monthly_retrain(str(make_drop(deeppcb_dir, work / "d1", GROUPS["2026-01"])), "2026-01", overrides, "")
+    return work, overrides, first
+
+
+def _cfg(overrides):
+    from components import config
+
+    return config.load(None, overrides)
+
+
+def test_first_month_registers_a_challenger(replay):
+    from components.registry import registry
+
+    work, overrides, first = replay
+    cfg = _cfg(overrides)
+    assert first["model_version"] == "1"
+    versions = registry.list_versions(cfg)
+    assert [v["version"] for v in versions] == ["1"] and "challenger" in versions[0]["aliases"]
+    assert versions[0]["dataset_version"] == first["dataset_version"]
+    for name in ("fp32", "int8"):
+        m = first["metrics"][name]
+        assert m["n_images"] == 2 and m["n_templates"] == 2
+        assert {"f1_iou33", "map50", "center_rmse_px", "count_exact", "hallucination_rate",
+                "template_false_alarm", "ece", "latency_p95_s"} <= set(m)
+
+
+def test_run_is_tracked_in_mlflow(replay):
+    from components.registry import tracking
+
+    _, overrides, first = replay
+    cfg = _cfg(overrides)
+    run = tracking.client(cfg).get_run(first["mlflow_run_id"])
+    assert run.data.tags["dataset_version"] == first["dataset_version"]
+    assert run.data.params["train.sft_max_steps"] == "2"
+    assert any(k.startswith("spatial/") for k in run.data.metrics)
+    assert any(k.startswith("eval_int8/") for k in run.data.metrics)
+    paths = {a.path for a in tracking.client(cfg).list_artifacts(run.info.run_id)}
+    assert {"data_docs", "evaluation", "validation.json"} <= paths
+
+
+def test_failed_gate_leaves_champion_untouched_and_second_month_versions_data(replay, deeppcb_dir):
+    from components.registry import registry
+    from flows.monthly_retrain import monthly_retrain
+
+    work, overrides, first = replay
+    cfg = _cfg(overrides)
+    assert not first["gate_passed"] and registry.champion(cfg) is None
+    assert "failed" in first["gate"].lower() or "not" in first["gate"]
+    registry.promote(cfg, "1")
+    second = monthly_retrain(str(make_drop(deeppcb_dir, work / "d2", GROUPS["2026-02"])), "2026-02", overrides, "")
+    assert second["dataset_version"] != first["dataset_version"]
+    assert second["model_version"] == "2" and not second["promoted"]
+    assert registry.champion(cfg) == "1"
+    assert any(name.startswith("champion") for name in second["metrics"])
