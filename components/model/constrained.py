@@ -1,55 +1,37 @@
-"""Grammar-constrained decoding: at each step only tokens the reference grammar allows.
+"""Grammar-constrained decoding of the scan form (see components/qa/grammar.py).
 
-    [COUNT] n? ( ([DEFECT] class [REF] Rk)+ | [NONE] class? ) [EOF] <|im_end|>
-with k limited to the regions actually proposed, so a parse failure cannot happen.
+Step by step: after [ASK] the model may write only a class or `all`, then only `count`
+or `list`; then each region's descriptor tokens are forced, and at each decision only a
+class or [NO] is allowed; after the last region, [EOF] and the end of turn. The answer
+therefore always parses and always has exactly one decision per region.
 """
 from __future__ import annotations
 
 import torch
 from transformers import LogitsProcessor
 
-from components.qa.grammar import REF_TOKEN, region_name
+from components.qa.grammar import ALL, ASK, MODES, NO
 
 
-class GrammarLogits(LogitsProcessor):
-    def __init__(self, tokenizer, classes: tuple[str, ...], n_regions: int, prompt_len: int):
+class ScanLogits(LogitsProcessor):
+    def __init__(self, tokenizer, classes: tuple[str, ...], descriptors: list[list[str]], prompt_len: int):
         ids = tokenizer.convert_tokens_to_ids
         self.prompt_len = prompt_len
-        self.t = {name: ids(name) for name in ("[COUNT]", "[DEFECT]", "[NONE]", "[EOF]", REF_TOKEN)}
-        self.eos = tokenizer.eos_token_id
         self.classes = [ids(c) for c in classes]
-        self.regions = [ids(region_name(i)) for i in range(n_regions)]
-        self.numbers = [ids(str(i)) for i in range(n_regions + 1)]
-        self.kind: dict[int, str] = {v: k for k, v in self.t.items()}
-        self.kind.update({c: "class" for c in self.classes})
-        self.kind.update({r: "region" for r in self.regions})
-        self.kind.update({n: "number" for n in self.numbers})
+        # The whole answer as a list of steps: an int is forced, a list is a choice.
+        steps: list[int | list[int]] = [ids(ASK), self.classes + [ids(ALL)], [ids(m) for m in MODES]]
+        for desc in descriptors:
+            steps += [ids(tok) for tok in desc] + [self.classes + [ids(NO)]]
+        steps += [ids("[EOF]"), tokenizer.eos_token_id]
+        self.steps = steps
+        self.max_new_tokens = len(steps)
 
-    def allowed(self, generated: list[int]) -> list[int]:
-        """Token ids allowed after the tokens generated so far."""
-        t, items = self.t, ([self.t["[DEFECT]"]] if self.regions else [])
-        if not generated:
-            return [t["[COUNT]"], t["[NONE]"]] + items
-        prev = self.kind.get(generated[-1], "")
-        before = self.kind.get(generated[-2], "") if len(generated) > 1 else ""
-        if prev == "[COUNT]":
-            return self.numbers
-        if prev == "number":
-            return [t["[NONE]"]] + items
-        if prev == "[DEFECT]":
-            return self.classes
-        if prev == "class":
-            return [t["[EOF]"]] if before == "[NONE]" else [t[REF_TOKEN]]
-        if prev == REF_TOKEN:
-            return self.regions
-        if prev == "region":
-            return [t["[EOF]"]] + items
-        if prev == "[NONE]":
-            return self.classes + [t["[EOF]"]]
-        return [self.eos]
+    def allowed(self, position: int) -> list[int]:
+        step = self.steps[min(position, len(self.steps) - 1)]
+        return step if isinstance(step, list) else [step]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))
-        for row, ids in enumerate(input_ids):
-            mask[row, self.allowed(ids[self.prompt_len:].tolist())] = 0.0
+        position = input_ids.shape[1] - self.prompt_len
+        mask[:, self.allowed(position)] = 0.0
         return scores + mask

@@ -3,10 +3,11 @@ the MLflow pyfunc and the web service.
 
 1. fuse the board with its template into the model's input picture;
 2. the spatial branch proposes regions (class, box, score) from the vision features;
-3. the language model reads the picture, the region list and the question, and writes
-   the answer in reference form under grammar-constrained decoding;
-4. references are resolved to the regions' boxes (original pixels) and calibrated
-   confidences, giving the full answer grammar.
+3. the language model reads the picture and the question, says what is asked (a class or
+   all, counted or listed), then walks the regions (their descriptors are forced tokens)
+   deciding for each: report it as a class, or [NO] — under grammar-constrained decoding;
+4. reported regions keep their boxes (original pixels) and calibrated confidences,
+   giving the full answer grammar.
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from components.model.constrained import GrammarLogits
+from components.model.constrained import ScanLogits
 from components.model.fuse import Frame, fuse, open_gray
-from components.model.regions import calibrate, prompt_text, propose
+from components.model.regions import calibrate, descriptors, prompt_text, propose
 from components.model.vlm import DefectVLM
-from components.qa.grammar import Answer, Detection, render, resolve_refs
+from components.qa.grammar import Answer, Detection, render, resolve_scan
 
 
 @dataclass
@@ -30,7 +31,7 @@ class InspectResult:
     answer: Answer
     answer_text: str
     raw: str
-    """What the language model wrote (reference form)."""
+    """What the language model wrote (scan form)."""
     regions: list[Detection] = field(default_factory=list)
     latency_s: float = 0.0
 
@@ -64,18 +65,18 @@ class Inspector:
         frame = Frame(*board.size, meta.input_size)
         # The language model was trained on raw head scores; users get calibrated ones.
         regions = propose(self.vlm, np.asarray(fused)[None], [frame])[0]
-        raw = self._generate(fused, prompt_text(regions, question, board.size), len(regions))
+        raw = self._generate(fused, prompt_text(question), descriptors(regions, board.size))
         calibrated = [Detection(r.cls, r.box, calibrate(r.conf, meta.calibration)) for r in regions]
-        answer = resolve_refs(raw, calibrated, tuple(meta.classes))
+        answer = resolve_scan(raw, calibrated, tuple(meta.classes))
         return InspectResult(answer, render(answer), raw, calibrated, time.perf_counter() - start)
 
-    def _generate(self, picture: Image.Image, text: str, n_regions: int) -> str:
+    def _generate(self, picture: Image.Image, text: str, descs: list[list[str]]) -> str:
         msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         prompt = self.vlm.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         inputs = self.vlm.processor(text=[prompt], images=[picture], return_tensors="pt")
         n = inputs["input_ids"].shape[1]
-        guard = GrammarLogits(self.tok, tuple(self.vlm.meta.classes), n_regions, n)
-        out = self.vlm.model.generate(**inputs, max_new_tokens=4 * n_regions + 6, do_sample=False,
+        guard = ScanLogits(self.tok, tuple(self.vlm.meta.classes), descs, n)
+        out = self.vlm.model.generate(**inputs, max_new_tokens=guard.max_new_tokens, do_sample=False,
                                       logits_processor=[guard], eos_token_id=self.tok.eos_token_id,
                                       pad_token_id=self.tok.pad_token_id)
         return self.tok.decode(out[0, n:], skip_special_tokens=True).strip()

@@ -1,8 +1,8 @@
 """Spatial-branch candidates ("regions") and the prompt that shows them to the language model.
 
-The language model sees each region as `R<k> <class> s<score bucket> <quadrant>`; it
-answers by naming regions (`[REF] R3`), so every coordinate in an answer comes from
-the head's peak + offset + size, mapped once to original pixels by fuse.Frame.
+The decoder shows the language model each region as forced tokens `R<k> <class>
+s<score bucket> <quadrant>` and the model decides on it, so every coordinate in an
+answer comes from the head's peak + offset + size, mapped to original pixels by fuse.Frame.
 """
 from __future__ import annotations
 
@@ -39,12 +39,18 @@ def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Det
     return result
 
 
-def prompt_text(regions: list[Detection], question: str, size: tuple[int, int]) -> str:
-    """The user turn's text: the region list, then the inspector's question (lower-cased)."""
-    parts = [f"{region_name(i)} {r.cls} {score_token(r.conf)} {quadrant(Box(*r.box, cls=r.cls), *size)}"
-             for i, r in enumerate(regions)]
-    listing = " ; ".join(parts) if parts else "none"
-    return f"regions : {listing} question : {question.strip().lower()}"
+def descriptor(i: int, region: Detection, size: tuple[int, int]) -> list[str]:
+    """The forced tokens that introduce region i in the scan: name, class, score bucket, quadrant."""
+    return [region_name(i), region.cls, score_token(region.conf), quadrant(Box(*region.box, cls=region.cls), *size)]
+
+
+def descriptors(regions: list[Detection], size: tuple[int, int]) -> list[list[str]]:
+    return [descriptor(i, r, size) for i, r in enumerate(regions)]
+
+
+def prompt_text(question: str) -> str:
+    """The user turn's text after the picture: the inspector's question, lower-cased."""
+    return f"question : {question.strip().lower()}"
 
 
 def match_regions(regions: list[Detection], boxes: list[Box], iou_min: float) -> dict[int, int]:

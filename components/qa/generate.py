@@ -44,6 +44,8 @@ class QAPair:
     answer: Answer
     gt_index: list[int] = field(default_factory=list)
     """Index into sample.boxes of each answer detection, in answer order."""
+    target_class: str = ""
+    """The class the question asks about ("" = any class)."""
 
     @property
     def text(self) -> str:
@@ -87,8 +89,8 @@ def _question(rng: random.Random, kind: str, cls: str = "", quad: str = "") -> s
 
 
 def questions_for(boxes: list[Box], classes: tuple[str, ...], rng: random.Random, per_kind: int,
-                  size: tuple[int, int]) -> list[tuple[str, str, list[int], Answer]]:
-    """(kind, question, gt indices, answer) for one image's boxes (empty for a template)."""
+                  size: tuple[int, int]) -> list[tuple[str, str, list[int], Answer, str]]:
+    """(kind, question, gt indices, answer, asked class) for one image's boxes (none for a template)."""
     order = reading_order(boxes)
     present = sorted({b.cls for b in boxes})
     out = []
@@ -99,12 +101,12 @@ def questions_for(boxes: list[Box], classes: tuple[str, ...], rng: random.Random
         of_cls = [i for i in order if boxes[i].cls == cls]
         in_quad = [i for i in order if quadrant(boxes[i], *size) == quad]
         out += [
-            ("locate", _question(rng, "locate", cls), of_cls, _answer(boxes, of_cls, False, cls)),
-            ("exists", _question(rng, "exists", cls), of_cls, _answer(boxes, of_cls, False, cls)),
-            ("count_class", _question(rng, "count_class", cls), of_cls, _answer(boxes, of_cls, True, cls)),
-            ("count_total", _question(rng, "count_total"), order, _answer(boxes, order, True)),
-            ("describe", _question(rng, "describe"), order, _answer(boxes, order, False)),
-            ("spatial", _question(rng, "spatial", quad=quad), in_quad, _answer(boxes, in_quad, False)),
+            ("locate", _question(rng, "locate", cls), of_cls, _answer(boxes, of_cls, False, cls), cls),
+            ("exists", _question(rng, "exists", cls), of_cls, _answer(boxes, of_cls, False, cls), cls),
+            ("count_class", _question(rng, "count_class", cls), of_cls, _answer(boxes, of_cls, True, cls), cls),
+            ("count_total", _question(rng, "count_total"), order, _answer(boxes, order, True), ""),
+            ("describe", _question(rng, "describe"), order, _answer(boxes, order, False), ""),
+            ("spatial", _question(rng, "spatial", quad=quad), in_quad, _answer(boxes, in_quad, False), ""),
         ]
     return out
 
@@ -114,11 +116,11 @@ def generate_qa(samples: list[Sample], cfg: QAConfig, classes: tuple[str, ...], 
     rng = random.Random(cfg.seed)
     pairs = []
     for s in samples:
-        for kind, q, idx, ans in questions_for(s.boxes, classes, rng, cfg.phrasings_per_kind, size):
-            pairs.append(QAPair(s.sample_id, "test", kind, q, ans, idx))
+        for kind, q, idx, ans, cls in questions_for(s.boxes, classes, rng, cfg.phrasings_per_kind, size):
+            pairs.append(QAPair(s.sample_id, "test", kind, q, ans, idx, cls))
         if s.template_path and rng.random() < cfg.template_share:
-            for kind, q, idx, ans in questions_for([], classes, rng, 1, size):
-                pairs.append(QAPair(s.sample_id, "template", kind, q, ans, idx))
+            for kind, q, idx, ans, cls in questions_for([], classes, rng, 1, size):
+                pairs.append(QAPair(s.sample_id, "template", kind, q, ans, idx, cls))
     return pairs
 
 
@@ -171,13 +173,14 @@ def generate_preferences(pairs: list[QAPair], cfg: QAConfig, classes: tuple[str,
 
 def qa_to_json(qa: QAPair) -> dict:
     return {"sample_id": qa.sample_id, "source": qa.source, "kind": qa.kind, "question": qa.question,
-            "answer": qa.text, "gt_index": qa.gt_index}
+            "answer": qa.text, "gt_index": qa.gt_index, "target_class": qa.target_class}
 
 
 def qa_from_json(row: dict, classes: tuple[str, ...]) -> QAPair:
     from components.qa.grammar import parse
 
-    return QAPair(row["sample_id"], row["source"], row["kind"], row["question"], parse(row["answer"], classes), row["gt_index"])
+    return QAPair(row["sample_id"], row["source"], row["kind"], row["question"], parse(row["answer"], classes),
+                  row["gt_index"], row.get("target_class", ""))
 
 
 def pref_to_json(p: PreferencePair) -> dict:

@@ -6,10 +6,9 @@ e.g. `[DEFECT] short [BOX] 454,300,493,396 [CENTER] 473:348 [CONF] 0.92 [EOF]`
 and  `[NONE] spur [EOF]` ("no spur found"). Coordinates are integer pixels of the
 original image; confidence has two decimals.
 
-The language model writes the *reference form*, where the coordinates and
-confidence of an item are replaced by a pointer to a spatial-branch region:
-    `[COUNT] 2 [DEFECT] spur [REF] R3 [DEFECT] spur [REF] R5 [EOF]`
-`resolve_refs` turns that into the full grammar using the regions' boxes.
+The language model writes the *scan form* (bottom of this file): what is asked, then a
+decision per spatial-branch region; `resolve_scan` turns it into the full grammar using
+the regions' boxes and confidences.
 """
 from __future__ import annotations
 
@@ -155,61 +154,60 @@ def parse(text: str, classes: tuple[str, ...] = CLASSES) -> Answer:
     return ans
 
 
-# ---- reference form (what the language model writes) ---------------------------------
+# ---- scan form (what the language model writes) ---------------------------------------
+#
+#   [ASK] (class | all) (count | list) ( Rk class sN quad decision )* [EOF]
+#   decision := class | [NO]
+#
+# The language model first says what the question asks for (a class or all, counted or
+# listed); then the decoder walks the spatial branch's regions: their descriptors
+# (`R3 short s8 tl`: class, score bucket, quadrant) are forced tokens, and after each one
+# the model decides: a class (report it, as that class) or [NO]. Coordinates and
+# confidences come from the regions, never from generated digits.
 
-REF_TOKEN = "[REF]"
+ASK, NO, ALL = "[ASK]", "[NO]", "all"
+MODES = ("count", "list")
+DESCRIPTOR_LEN = 4
 
 
 def region_name(i: int) -> str:
     return f"R{i + 1}"
 
 
-def to_refs(answer: Answer, refs: list[int]) -> str:
-    """The reference form of an answer whose i-th detection is region refs[i]."""
-    parts: list[str] = []
-    if answer.count is not None:
-        parts += ["[COUNT]", str(answer.count)]
-    if answer.detections:
-        for d, r in zip(answer.detections, refs, strict=True):
-            parts += ["[DEFECT]", d.cls, REF_TOKEN, region_name(r)]
-    else:
-        parts += ["[NONE]"] + ([answer.none_class] if answer.none_class else [])
-    parts.append("[EOF]")
-    return " ".join(parts)
+def to_scan(target_class: str, count: bool, descriptors: list[list[str]], decisions: list[str]) -> str:
+    """The scan text for given region descriptors and per-region decisions (class or [NO])."""
+    parts = [ASK, target_class or ALL, MODES[0] if count else MODES[1]]
+    for desc, dec in zip(descriptors, decisions, strict=True):
+        parts += desc + [dec]
+    return " ".join(parts + ["[EOF]"])
 
 
-def resolve_refs(text: str, regions: list[Detection], classes: tuple[str, ...] = CLASSES) -> Answer:
-    """Parse the model's reference form; each [REF] Rk takes region k's box and confidence.
-
-    The class is the one the language model wrote. Duplicate references are dropped.
-    """
+def resolve_scan(text: str, regions: list[Detection], classes: tuple[str, ...] = CLASSES) -> Answer:
+    """Parse the model's scan; each region decided as a class becomes a detection with the
+    region's box and confidence and the class the model chose."""
     t = _Tokens(text)
-    ans = Answer()
-    if t.peek() == "[COUNT]":
-        t.take("[COUNT]")
-        n = t.take("a count")
-        if not n.isdigit():
-            raise GrammarError(f"token {t.i - 1}: count must be a whole number, got {n!r}")
-        ans.count = int(n)
-    if t.peek() == "[NONE]":
-        t.take("[NONE]")
-        ans.none_class = t.cls(classes) if t.peek() not in ("[EOF]", None) else ""
-    else:
-        seen: set[int] = set()
-        while t.peek() == "[DEFECT]":
-            t.take("[DEFECT]")
-            cls = t.cls(classes)
-            t.expect(REF_TOKEN)
-            ref = t.take("a region name")
-            if not re.fullmatch(r"R\d+", ref) or not 1 <= int(ref[1:]) <= len(regions):
-                raise GrammarError(f"token {t.i - 1}: {ref!r} names no region (have {len(regions)})")
-            k = int(ref[1:]) - 1
-            if k not in seen:
-                seen.add(k)
-                ans.detections.append(Detection(cls, regions[k].box, regions[k].conf))
-        if not ans.detections:
-            raise GrammarError(f"token {t.i}: expected [DEFECT] or [NONE], got {t.peek()!r}")
+    t.expect(ASK)
+    topic = t.take("a class or 'all'")
+    if topic != ALL and topic not in classes:
+        raise GrammarError(f"token {t.i - 1}: {topic!r} is neither a class nor 'all'")
+    mode = t.take("count or list")
+    if mode not in MODES:
+        raise GrammarError(f"token {t.i - 1}: expected count or list, got {mode!r}")
+    dets = []
+    for k in range(len(regions)):
+        if t.peek() == "[EOF]":
+            break
+        name = t.take("a region name")
+        if name != region_name(k):
+            raise GrammarError(f"token {t.i - 1}: expected {region_name(k)}, got {name!r}")
+        t.i += DESCRIPTOR_LEN - 1
+        decision = t.take("a decision")
+        if decision in classes:
+            dets.append(Detection(decision, regions[k].box, regions[k].conf))
+        elif decision != NO:
+            raise GrammarError(f"token {t.i - 1}: decision must be a class or {NO}, got {decision!r}")
     t.expect("[EOF]")
-    if ans.count is not None:
-        ans.count = len(ans.detections)
-    return ans
+    answer = Answer(dets, count=len(dets) if mode == "count" else None)
+    if not dets:
+        answer.none_class = "" if topic == ALL else topic
+    return answer

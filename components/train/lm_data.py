@@ -13,8 +13,8 @@ from PIL import Image
 
 from components.data.records import Sample
 from components.qa.generate import PreferencePair, QAPair
-from components.qa.grammar import Answer, Detection, to_refs
-from components.model.regions import match_regions, prompt_text
+from components.model.regions import descriptors, match_regions, prompt_text
+from components.qa.grammar import NO, Detection, to_scan
 
 
 @dataclass
@@ -28,40 +28,48 @@ class RegionView:
     gt_to_region: dict[int, int]
 
 
-def ref_target(answer: Answer, gt_index: list[int], view: RegionView) -> str:
-    """Reference form of a ground-truth answer, keeping only defects some region covers,
-    listed in region order (the order the model reads them in)."""
-    kept = sorted((view.gt_to_region[i], d) for i, d in zip(gt_index, answer.detections) if i in view.gt_to_region)
-    ans = Answer([d for _, d in kept], count=len(kept) if answer.count is not None else None,
-                 none_class=answer.none_class if not kept else None)
-    if not kept and ans.none_class is None:
-        ans.none_class = ""
-    return to_refs(ans, [r for r, _ in kept])
+def decisions_for(qa: QAPair, view: RegionView) -> list[str]:
+    """Per region: the true class when it covers a defect that answers the question, else [NO]."""
+    asked = dict(zip(qa.gt_index, (d.cls for d in qa.answer.detections)))
+    region_to_gt = {r: g for g, r in view.gt_to_region.items()}
+    return [asked.get(region_to_gt.get(k, -1), NO) for k in range(len(view.regions))]
 
 
-def ref_rejected(pref: PreferencePair, view: RegionView, rng: random.Random) -> str | None:
-    """Reference form of a rejected answer: invented or misplaced items point at regions
-    that cover no true defect (or any other region); None when no such answer exists."""
-    spare = [j for j in range(len(view.regions)) if j not in view.gt_to_region.values()]
-    items: list[tuple[int, Detection]] = []
-    for gi, d in zip(pref.rejected_index, pref.rejected.detections):
-        if gi is None:
-            pool = spare or list(range(len(view.regions)))
-            if not pool:
-                return None
-            items.append((rng.choice(pool), d))
-        elif gi in view.gt_to_region:
-            items.append((view.gt_to_region[gi], d))
-    items.sort(key=lambda t: t[0])
-    dedup = list({r: (r, d) for r, d in items}.values())
-    count = len(dedup) if pref.rejected.count is not None else None
-    ans = Answer([d for _, d in dedup], count=count, none_class=None if dedup else (pref.rejected.none_class or ""))
-    return to_refs(ans, [r for r, _ in dedup])
+def _scan(qa: QAPair, view: RegionView, decisions: list[str]) -> str:
+    return to_scan(qa.target_class, qa.answer.count is not None, descriptors(view.regions, view.size), decisions)
 
 
-def _prompt(view: RegionView, question: str) -> list[dict]:
-    text = prompt_text(view.regions, question, view.size)
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+def scan_target(qa: QAPair, view: RegionView) -> str:
+    return _scan(qa, view, decisions_for(qa, view))
+
+
+def scan_rejected(pref: PreferencePair, view: RegionView, classes: tuple[str, ...], rng: random.Random) -> str | None:
+    """A wrong scan of the kind the preference pair names: an invented defect (a [NO] region
+    reported), a misplaced one (reported on the wrong region), a missed one, or a confident
+    wrong class. None when the view has no region to make that mistake on."""
+    dec = decisions_for(pref.qa, view)
+    yes = [k for k, d in enumerate(dec) if d != NO]
+    no = [k for k, d in enumerate(dec) if d == NO]
+    reason = pref.reason
+    if reason != "invented" and not yes:
+        reason = "invented"
+    if reason == "invented" or (reason == "wrong_location" and not no):
+        if not no:
+            return None
+        dec[rng.choice(no)] = pref.qa.target_class or rng.choice(classes)
+    elif reason == "wrong_location":
+        k, j = rng.choice(yes), rng.choice(no)
+        dec[j], dec[k] = dec[k], NO
+    elif reason == "missed":
+        dec[rng.choice(yes)] = NO
+    else:
+        k = rng.choice(yes)
+        dec[k] = rng.choice([c for c in classes if c != dec[k]])
+    return _scan(pref.qa, view, dec)
+
+
+def _prompt(question: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt_text(question)}]}]
 
 
 def _assistant(text: str) -> list[dict]:
@@ -73,27 +81,22 @@ def sft_rows(pairs: list[QAPair], views: dict[tuple[str, str], RegionView]) -> l
     rows = []
     for qa in pairs:
         view = views.get((qa.sample_id, qa.source))
-        if view is None:
-            continue
-        rows.append({"images": [view.image], "prompt": _prompt(view, qa.question),
-                     "completion": _assistant(ref_target(qa.answer, qa.gt_index, view))})
+        if view is not None:
+            rows.append({"images": [view.image], "prompt": _prompt(qa.question), "completion": _assistant(scan_target(qa, view))})
     return rows
 
 
-def dpo_rows(prefs: list[PreferencePair], views: dict[tuple[str, str], RegionView], seed: int) -> list[dict]:
+def dpo_rows(prefs: list[PreferencePair], views: dict[tuple[str, str], RegionView], classes: tuple[str, ...],
+             seed: int) -> list[dict]:
     """prompt / chosen / rejected rows for trl's DPOTrainer."""
     rng = random.Random(seed)
     rows = []
     for p in prefs:
         view = views.get((p.qa.sample_id, p.qa.source))
-        if view is None:
-            continue
-        chosen = ref_target(p.qa.answer, p.qa.gt_index, view)
-        rejected = ref_rejected(p, view, rng)
-        if rejected is None or rejected == chosen:
-            continue
-        rows.append({"images": [view.image], "prompt": _prompt(view, p.qa.question),
-                     "chosen": _assistant(chosen), "rejected": _assistant(rejected)})
+        rejected = None if view is None else scan_rejected(p, view, classes, rng)
+        if rejected is not None:
+            rows.append({"images": [view.image], "prompt": _prompt(p.qa.question),
+                         "chosen": _assistant(scan_target(p.qa, view)), "rejected": _assistant(rejected)})
     return rows
 
 

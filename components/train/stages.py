@@ -131,7 +131,7 @@ def run_dpo(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out
     vlm = DefectVLM.load(model_dir, quantize=False)
     views = _views(vlm, train, cfg, model_dir.parent)
     prefs = [qagen.pref_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "preferences.jsonl")]
-    rows = _sample_rows(dpo_rows(prefs, views, cfg.train.seed), cfg.train.dpo_max_steps * cfg.train.dpo_batch, cfg.train.seed)
+    rows = _sample_rows(dpo_rows(prefs, views, cfg.data.classes, cfg.train.seed), cfg.train.dpo_max_steps * cfg.train.dpo_batch, cfg.train.seed)
     figures = train_dpo(vlm, rows, cfg.train, out / "trainer", log)
     vlm.save(out / "model")
     return _finish(out, {**figures, "dpo_rows": len(rows)})

@@ -3,7 +3,7 @@ import pytest
 
 from components.config import CLASSES, QAConfig
 from components.qa.generate import generate_preferences, generate_qa
-from components.qa.grammar import Answer, Detection, GrammarError, parse, render, resolve_refs, to_refs
+from components.qa.grammar import Detection, GrammarError, parse, render, resolve_scan, to_scan
 
 
 def test_every_generated_answer_parses_back(boards):
@@ -45,12 +45,14 @@ def test_malformed_answers_are_refused(text):
         parse(text)
 
 
-def test_reference_form_resolves_to_region_boxes():
+def test_scan_form_resolves_to_region_boxes():
     regions = [Detection("spur", (10, 10, 30, 30), 0.9), Detection("short", (100, 50, 140, 90), 0.7)]
-    ans = Answer([Detection("short", (0, 0, 1, 1), 1.0)], count=1)
-    text = to_refs(ans, [1])
-    assert text == "[COUNT] 1 [DEFECT] short [REF] R2 [EOF]"
-    back = resolve_refs(text, regions)
-    assert back.detections == [Detection("short", (100, 50, 140, 90), 0.7)]
+    descs = [["R1", "spur", "s9", "tl"], ["R2", "short", "s7", "tl"]]
+    text = to_scan("short", True, descs, ["[NO]", "short"])
+    assert text == "[ASK] short count R1 spur s9 tl [NO] R2 short s7 tl short [EOF]"
+    back = resolve_scan(text, regions)
+    assert back.detections == [Detection("short", (100, 50, 140, 90), 0.7)] and back.count == 1
+    none = resolve_scan(to_scan("spur", False, descs, ["[NO]", "[NO]"]), regions)
+    assert none.none_found and render(none) == "[NONE] spur [EOF]"
     with pytest.raises(GrammarError):
-        resolve_refs("[DEFECT] short [REF] R3 [EOF]", regions)
+        resolve_scan("[ASK] short list R2 short s7 tl short [EOF]", regions)  # regions out of order

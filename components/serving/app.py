@@ -1,0 +1,300 @@
+"""The FastAPI app: /v1/inspect, /v1/chat/completions, /v1/models, /healthz, /metrics and the page.
+
+Every refused request gets a 4xx with `{"error": {"message", "type", "code"}}` (the
+OpenAI error shape, so the official client reads it) and the server keeps serving.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+from starlette.routing import Mount
+
+from components.config import Config, ServeConfig
+from components.qa.grammar import GrammarError
+from components.serving import chat, limits
+from components.serving.limits import InputError
+from components.serving.metrics import Metrics
+from components.serving.models import ModelHolder, NoModel, Served
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("defectqa.serving")
+INSPECT_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["image", "question"],
+    "properties": {"image": {"type": "string", "format": "binary", "description": "board under test"},
+                   "template": {"type": "string", "format": "binary", "description": "aligned defect-free scan"},
+                   "question": {"type": "string"}}}}}}}
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+def create_app(cfg: Config, model_uri: str | None = None) -> FastAPI:
+    """The service for `model_uri` (default: follow `models:/<cfg.registered_model>@champion`)."""
+    holder = ModelHolder(cfg, model_uri)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await run_in_threadpool(holder.start)
+        yield
+        holder.stop()
+
+    app = FastAPI(title="DefectQA inspector", version="1", lifespan=lifespan)
+    app.state.holder, app.state.metrics, app.state.cfg = holder, Metrics(), cfg
+    app.add_middleware(BodyLimit, limit=limits.body_limit(cfg.serve))
+    _add_error_handlers(app)
+    _add_metrics_middleware(app)
+    _add_routes(app, holder, cfg.serve)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+# ---------------------------------------------------------------- errors
+
+def error(status: int, message: str, code: str) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "service_unavailable" if status == 503 else "server_error"
+    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        why = (first.get("ctx") or {}).get("error", "not valid JSON")
+        return f"malformed JSON body: {why}", "malformed_json"
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return f"invalid request: {where}: {first.get('msg', 'invalid value')}", "invalid_body"
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InputError)
+    async def _input(_r, exc: InputError):
+        return error(exc.status, exc.message, exc.code)
+
+    @app.exception_handler(NoModel)
+    async def _no_model(_r, exc: NoModel):
+        return error(503, str(exc), "no_model")
+
+    @app.exception_handler(GrammarError)
+    async def _model_output(_r, exc: GrammarError):  # the model's fault, not the request's
+        log.error("the model's answer broke the grammar: %s", exc)
+        return error(500, f"the model's answer could not be read ({exc}); try another question",
+                     "model_output_error")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_r, exc: RequestValidationError):
+        return error(400, *_validation_message(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_r, exc: HTTPException):
+        code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        return error(exc.status_code, str(exc.detail), code)
+
+    @app.exception_handler(Exception)
+    async def _crash(_r, exc: Exception):  # a bug, never a bad request: log it and say so
+        log.exception("request failed")
+        return error(500, f"internal error: {type(exc).__name__}", "internal_error")
+
+
+class BodyLimit:
+    """ASGI middleware refusing request bodies over `limit` bytes, before and while reading them."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            return await error(413, self._message(), "body_too_large")(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:  # chunked uploads carry no Content-Length
+                raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return f"request body over {self.limit / 1e6:.1f} MB (or a bad Content-Length)"
+
+
+# ---------------------------------------------------------------- metrics
+
+def _add_metrics_middleware(app: FastAPI) -> None:
+    metrics: Metrics = app.state.metrics
+
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        start, status = time.perf_counter(), 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            metrics.observe(_endpoint(app, request), status, time.perf_counter() - start)
+
+
+def _endpoint(app: FastAPI, request: Request) -> str:
+    """The route template, never the raw path: keeps label cardinality bounded."""
+    route = request.scope.get("route")
+    if route is not None:
+        return route.path
+    path = request.url.path
+    for r in app.routes:  # requests answered before routing (413) or by a mount (/static)
+        if path == r.path or (isinstance(r, Mount) and path.startswith(r.path + "/")):
+            return r.path
+    return "unmatched"
+
+
+# ---------------------------------------------------------------- requests -> model
+
+class _InMemoryParser(MultiPartParser):
+    # Keep uploaded files in memory (BodyLimit bounds their size): nothing is written to disk.
+    spool_max_size = 1 << 40
+
+
+async def _read_form(request: Request, lim: ServeConfig):
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InputError(415, "send multipart/form-data with the fields image, question and "
+                              "(optionally) template", "not_multipart")
+    parser = _InMemoryParser(request.headers, request.stream(), max_files=2, max_fields=4,
+                             max_part_size=4 * lim.max_question_chars + 1024)
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise InputError(400, f"malformed multipart form: {exc.message}", "bad_multipart") from exc
+    except ClientDisconnect as exc:
+        raise InputError(400, "the client disconnected during the upload", "client_disconnected") from exc
+
+
+async def _upload(form, field: str, required: bool) -> bytes | None:
+    """The raw bytes of a file field (decoded later, off the event loop)."""
+    value = form.get(field)
+    if isinstance(value, UploadFile):
+        data = await value.read()
+        return data if data or required else None  # an empty, unnamed file input: no template chosen
+    if value:
+        raise InputError(400, f"{field} must be a file upload, not a text field", f"bad_{field}")
+    if required:
+        raise InputError(400, "the board image is missing: send it as the file field 'image'", "no_image")
+    return None
+
+
+def _answer(holder: ModelHolder, lim: ServeConfig, question: str, board: bytes,
+            template: bytes | None) -> dict:
+    """Decode, check and ask; runs in a worker thread (decoding and the model are blocking)."""
+    board_img = limits.read_image(board, "board image", lim)
+    template_img = limits.read_image(template, "template", lim) if template is not None else None
+    limits.check_pair(board_img, template_img)
+    try:
+        result, served = holder.ask(board_img, question, template_img)
+    except GrammarError:
+        raise  # a ValueError too, but the model's fault: answered as a 500
+    except ValueError as exc:  # the Inspector's own input checks
+        raise InputError(400, str(exc), "invalid_input") from exc
+    return inspection(result, served)
+
+
+def inspection(result, served: Served) -> dict:
+    """The /v1/inspect body of one InspectResult."""
+    ans = result.answer
+    n = len(ans.detections)
+    message = ans.to_dict().get("message") if ans.none_found else f"{n} defect{'s' if n != 1 else ''} found"
+    body = {
+        "answer_text": result.answer_text,
+        "defects": [{"class": d.cls, "box": list(d.box), "centre": list(d.center), "confidence": round(d.conf, 4)}
+                    for d in ans.detections],
+        "none_found": ans.none_found,
+        "message": message,
+        "model": served.info(),
+        "latency_s": round(result.latency_s, 4),
+    }
+    if ans.count is not None:
+        body["count"] = ans.count
+    return body
+
+
+def _check_model_name(holder: ModelHolder, name: str) -> None:
+    served = holder.current
+    base = served.name if served else holder.follows
+    known = {base, f"{base}@champion"} | ({f"{base}/{served.version}"} if served else set())
+    if name not in known:
+        what = f"{base!r} (version {served.version})" if served else f"{base!r} (no model loaded)"
+        raise InputError(404, f"model {name!r} is not served here; this service serves {what}",
+                         "model_not_found")
+
+
+# ---------------------------------------------------------------- routes
+
+def _add_routes(app: FastAPI, holder: ModelHolder, lim: ServeConfig) -> None:
+    metrics: Metrics = app.state.metrics
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/healthz")
+    async def healthz():
+        served = holder.current
+        if served is None:
+            return JSONResponse({"status": "no_model", "message": holder.problem, "model": None}, status_code=503)
+        return {"status": "ok", "model": served.info(), "follows_champion": bool(holder.follows),
+                "reloads": holder.reloads}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus():
+        return Response(metrics.render(holder), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/models")
+    async def models():
+        served = holder.current
+        data = [{"id": served.name, "object": "model", "created": int(served.loaded_at), "owned_by": "defectqa",
+                 "version": served.version}] if served else []
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/inspect", openapi_extra=INSPECT_FORM)
+    async def inspect(request: Request):
+        """Ask about a board: multipart fields image, question and optionally template."""
+        form = await _read_form(request, lim)
+        try:
+            question = limits.check_question(_text(form.get("question")), lim)
+            board = await _upload(form, "image", required=True)
+            template = await _upload(form, "template", required=False)
+        finally:
+            await form.close()
+        body = await run_in_threadpool(_answer, holder, lim, question, board, template)
+        metrics.inference.observe(body["latency_s"])
+        return body
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(req: chat.ChatRequest):
+        """OpenAI-compatible: content parts image_url (board, optional template) + text (question)."""
+        _check_model_name(holder, req.model)
+        text, urls = chat.extract(req)
+        question = limits.check_question(text, lim)
+        board = limits.decode_data_url(urls[0], "board image", lim)
+        template = limits.decode_data_url(urls[1], "template", lim) if len(urls) > 1 else None
+        body = await run_in_threadpool(_answer, holder, lim, question, board, template)
+        metrics.inference.observe(body["latency_s"])
+        return chat.completion(body, body["model"]["name"])
+
+
+def _text(value) -> str | None:
+    if isinstance(value, UploadFile):
+        raise InputError(400, "question must be a text field, not a file", "bad_question")
+    return value
+

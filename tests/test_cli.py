@@ -1,0 +1,51 @@
+"""The `defectqa` CLI: every command has help; missing models and bad folders give plain errors."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+COMMANDS = ["retrain", "ingest", "validate", "evaluate", "ask", "promote", "rollback", "models", "stage"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_ask_without_champion_says_so(tmp_path, boards):
+    result = runner.invoke(app, ["ask", boards[0].test_path, "Any spurs?", "--params", "none",
+                                 "--set", f"paths.workdir={tmp_path}"])
+    assert result.exit_code == 2
+    assert "no champion" in result.output
+
+
+def test_models_on_an_empty_registry(tmp_path):
+    result = runner.invoke(app, ["models", "--params", "none", "--set", f"paths.workdir={tmp_path}"])
+    assert result.exit_code == 0 and "no versions" in result.output
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    result = runner.invoke(app, ["models", "--set", "train.no_such_key=1"])
+    assert result.exit_code != 0 and "unknown config key" in result.output
+
+
+def test_evaluate_prints_json_line_and_exports(tmp_path, tiny_model, deeppcb_dir):
+    out = tmp_path / "export"
+    result = runner.invoke(app, ["evaluate", "--data", str(deeppcb_dir / "group92000"), "--model",
+                                 str(tiny_model / "int8" / "model"), "--max-images", "2", "--export", str(out),
+                                 "--report", str(tmp_path / "report"), "--params", "none"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output.strip().splitlines()[-1])
+    assert metrics["n_images"] == 2 and "f1_iou33" in metrics and "latency_p95_s" in metrics
+    assert len(list(out.glob("*.txt"))) == 2 and len(list((out / "templates").glob("*.txt"))) == 2
+    assert (tmp_path / "report" / "report.html").exists()
+
+
+def test_evaluate_on_a_folder_without_boards(tmp_path, tiny_model):
+    result = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--model", str(tiny_model / "int8" / "model"),
+                                 "--params", "none"])
+    assert result.exit_code == 2 and "no '<id>_test.jpg' images" in result.output
