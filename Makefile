@@ -44,5 +44,9 @@ ui-prefect: setup
 repro: setup  ## the same stages through DVC (after a month was ingested and validated)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
 
+REQUESTS ?= 1000
+bench-serve: setup  ## load-test the inspector service on the champion (REQUESTS per concurrency 1, 4, 8)
+	$(PY) benchmarks/serve_load.py --requests $(REQUESTS) --out .defectqa/reports/bench-serve.md
+
 clean:
 	rm -rf .defectqa

@@ -219,6 +219,24 @@ def models(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None):
                    f"{r.get('tags', {}).get('gate.passed', '-')}")
 
 
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default: serve.host, 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: serve.port, 8000).")] = None,
+    model: ModelOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+):
+    """Serve the inspector: page at /, /v1/inspect, OpenAI-compatible /v1/chat/completions, /metrics."""
+    from components.registry.registry import RegistryError
+    from components.serving.server import run
+
+    cfg = _cfg(params, set_)
+    try:
+        run(cfg, model, host, port)
+    except (RegistryError, FileNotFoundError) as exc:
+        _fail(f"{exc}\n(run `defectqa retrain` first, or pick a version: `defectqa models`)")
+
+
 STAGES = ("qa", "spatial", "sft", "dpo", "calibrate", "quantize", "evaluate")
 
 

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 
 runner = CliRunner()
-COMMANDS = ["retrain", "ingest", "validate", "evaluate", "ask", "promote", "rollback", "models", "stage"]
+COMMANDS = ["retrain", "ingest", "validate", "evaluate", "ask", "promote", "rollback", "models", "stage", "serve"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
