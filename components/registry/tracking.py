@@ -6,6 +6,7 @@ Helpers take an explicit `run_id` and go through `MlflowClient`, because MLflow'
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -49,8 +50,15 @@ def setup(cfg: Config) -> str:
     """
     uri = cfg.paths.mlflow_uri()
     ensure_store(cfg)
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which would then outrank
+    # the workdir of every later Config in this process: keep the environment as it was.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     c = client(cfg)
     exp = c.get_experiment_by_name(EXPERIMENT)
     if exp is None:
