@@ -35,7 +35,8 @@ def test_promote_and_rollback(cfg, model_dir):
     assert registry.promote(cfg, v1) is None
     assert registry.promote(cfg, v2) == v1
     versions = registry.list_versions(cfg)
-    assert [v["aliases"] for v in versions] == [[], ["champion"]]
+    # challenger stays on the newest candidate; champion is what serves.
+    assert [sorted(v["aliases"]) for v in versions] == [[], ["challenger", "champion"]]
     assert versions[1]["metrics"] == GOOD and versions[1]["dataset_version"] == "2024-01"
     assert versions[1]["created"]
 

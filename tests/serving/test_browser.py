@@ -1,6 +1,7 @@
 """The inspector's web page in Debian's Chromium (Playwright), against a real server and model."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -40,23 +41,41 @@ def page(browser):
 
 
 @pytest.fixture(scope="module")
-def naming_model(tiny_model, boards, tmp_path_factory) -> Path:
-    """A real model that names defects, for drawing boxes.
+def naming_model(tiny_model, tmp_path_factory) -> Path:
+    """A real model trained (a few SFT steps) to report every region as a spur.
 
-    The session's tiny model answers "[NONE]" to everything: its few-second spatial
-    branch covers no true defect at the usual IoU, so its SFT targets are all "none".
-    Matching every defect to some region (eval.iou=0) and a few more SFT steps on the
-    same spatial branch gives answers with boxes.
+    What a seconds-trained model learns from real targets is not predictable enough to
+    test drawing; a consistent target is: after each region descriptor, say `spur`.
     """
     from components import config
-    from components.train import stages
+    from components.model.vlm import DefectVLM
+    from components.qa.grammar import to_scan
+    from components.train.lm_data import _assistant, _prompt, load_views
+    from components.model.regions import descriptors
+    from components.train.sft import train_sft
 
     work = tmp_path_factory.mktemp("naming-model")
-    cfg = config.load(None, TINY + ["eval.iou=0.0", "train.sft_max_steps=30"])
-    cfg.paths.workdir = str(work)
-    shutil.copytree(tiny_model / "spatial" / "model", work / "spatial" / "model")
-    stages.run_sft(work / "spatial" / "model", boards[:4], tiny_model / "qa", cfg, work / "sft")
-    return work / "sft" / "model"
+    cfg = config.load(None, TINY + ["train.sft_max_steps=40", "train.sft_lr=0.005"])
+    views = load_views(tiny_model / "spatial" / "views.json")
+    rows = [{"images": [v.image], "prompt": _prompt(q),
+             "completion": _assistant(to_scan("", False, descriptors(v.regions, v.size), ["spur"] * len(v.regions)))}
+            for v in views.values() for q in QUESTIONS]
+    vlm = DefectVLM.load(tiny_model / "spatial" / "model", quantize=False)
+    train_sft(vlm, rows * 4, cfg.train, work / "trainer")
+    return vlm.save(work / "model")
+
+
+@pytest.fixture(scope="module")
+def silent_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model with its region floor above any score: it can only answer 'none found'."""
+    from components.model.vlm import META_FILE
+
+    folder = tmp_path_factory.mktemp("silent-model") / "model"
+    shutil.copytree(tiny_model / "int8" / "model", folder)
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["region_floor"] = 1.01
+    (folder / META_FILE).write_text(json.dumps(meta))
+    return folder
 
 
 def _serve(model: Path, tmp_path: Path) -> BackgroundServer:
@@ -115,15 +134,16 @@ def test_boxes_and_list_match_the_api(naming_model, boards, page, tmp_path):
         assert not off, f"the page fetched from elsewhere: {off}"
 
 
-def test_no_defects_is_said_plainly(tiny_model, boards, page, tmp_path):
-    with _serve(tiny_model / "int8" / "model", tmp_path) as server:
+def test_no_defects_is_said_plainly(silent_model, boards, page, tmp_path):
+    with _serve(silent_model, tmp_path) as server:
         api = _api(server.url, boards[0], QUESTIONS[0]).json()
-        assert api["none_found"], "the tiny model is expected to find nothing"
+        assert api["none_found"], "a model with no regions can only answer 'none found'"
         _ask_on_page(page, server.url, boards[0], QUESTIONS[0])
         assert page.locator("#none-found").is_visible()
         assert page.text_content("#none-found") == api["message"] == "No defects found"
         assert _drawn(page) == [] and page.locator("#defects li").count() == 0
-        assert page.text_content("#model-status") == "model int8/model (local folder)"
+        assert page.text_content("#model-status") == "model silent-model0/model (local folder)" or \
+            page.text_content("#model-status").endswith("model (local folder)")
 
 
 def test_errors_are_shown_in_words(tiny_model, page, tmp_path):
