@@ -128,6 +128,10 @@ class EvalConfig:
     iou: float = 0.33
     """DeepPCB's matching rule: same class and IoU >= this."""
     ece_bins: int = 10
+    batch_size: int = 8
+    """Boards answered per generate call when scoring (same question, so no padding)."""
+    latency_samples: int = 20
+    """Single-request asks timed for latency_p50_s / latency_p95_s (what an inspector waits)."""
     report_overlays: int = 12
     """How many overlay pictures the HTML report embeds."""
 

@@ -1,8 +1,14 @@
-"""Ask the model about every board of a folder (and its template) and score the answers."""
+"""Ask the model about every board of a folder (and its template) and score the answers.
+
+Accuracy is scored on batched answers (same question for all, so one generate call per
+batch); latency is what an inspector waits: single-request asks, timed one by one.
+"""
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 
+import numpy as np
 from tqdm import tqdm
 
 from components.config import EvalConfig
@@ -10,24 +16,44 @@ from components.data.records import Sample
 from components.evaluation.metrics import ImageResult, compute_metrics
 
 
+def _jobs(samples: list[Sample], templates: bool) -> list[tuple[Sample, str, str, str | None]]:
+    """(sample, kind, image, template) for each board, then each template asked alone."""
+    jobs = [(s, "test", s.test_path, s.template_path) for s in samples]
+    if templates:
+        # A template is a defect-free board: ask about it against itself.
+        jobs += [(s, "template", s.template_path, s.template_path) for s in samples if s.template_path]
+    return jobs
+
+
 def run_inspector(inspector, samples: Iterable[Sample], cfg: EvalConfig, templates: bool = True,
                   desc: str = "evaluating") -> list[ImageResult]:
-    """One ImageResult per board, and per template (asked alone: a defect-free board)."""
+    """One ImageResult per board and per template, answered in batches of cfg.batch_size."""
     samples = list(samples)
     if cfg.max_images:
         samples = samples[: cfg.max_images]
+    jobs = _jobs(samples, templates)
     results = []
-    for s in tqdm(samples, desc=desc, unit="board"):
-        r = inspector.ask(s.test_path, cfg.question, s.template_path)
-        results.append(ImageResult(s, "test", r.answer, r.latency_s))
-        if templates and s.template_path:
-            r = inspector.ask(s.template_path, cfg.question, s.template_path)
-            results.append(ImageResult(s, "template", r.answer, r.latency_s))
+    for i in tqdm(range(0, len(jobs), cfg.batch_size), desc=desc, unit="batch"):
+        chunk = jobs[i:i + cfg.batch_size]
+        answers = inspector.ask_batch([(img, tmpl) for _, _, img, tmpl in chunk], cfg.question)
+        results += [ImageResult(s, kind, r.answer, r.latency_s) for (s, kind, _, _), r in zip(chunk, answers)]
     return results
+
+
+def measure_latency(inspector, samples: list[Sample], cfg: EvalConfig) -> dict:
+    """p50 / p95 seconds of single asks (board + template) on the first cfg.latency_samples boards."""
+    inspector.ask(samples[0].test_path, cfg.question, samples[0].template_path)  # warm-up, not timed
+    times = [inspector.ask(s.test_path, cfg.question, s.template_path).latency_s for s in samples[: cfg.latency_samples]]
+    return {"latency_p50_s": float(np.percentile(times, 50)), "latency_p95_s": float(np.percentile(times, 95)),
+            "latency_samples": len(times)}
 
 
 def evaluate(inspector, samples: Iterable[Sample], cfg: EvalConfig, classes: tuple[str, ...],
              desc: str = "evaluating") -> tuple[dict, list[ImageResult]]:
     """(metrics dict, per-image results) for an Inspector over samples."""
+    samples = list(samples)
     results = run_inspector(inspector, samples, cfg, desc=desc)
-    return compute_metrics(results, cfg, classes), results
+    metrics = compute_metrics(results, cfg, classes)
+    metrics["seconds_per_answer_batched"] = statistics.mean(r.latency_s for r in results)
+    metrics.update(measure_latency(inspector, samples, cfg))
+    return metrics, results

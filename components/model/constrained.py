@@ -3,7 +3,8 @@
 Step by step: after [ASK] the model may write only a class or `all`, then only `count`
 or `list`; then each region's descriptor tokens are forced, and at each decision only a
 class or [NO] is allowed; after the last region, [EOF] and the end of turn. The answer
-therefore always parses and always has exactly one decision per region.
+therefore always parses and always has exactly one decision per region. Each row of a
+batch has its own regions; a row that has finished is held on the end-of-turn token.
 """
 from __future__ import annotations
 
@@ -14,24 +15,30 @@ from components.qa.grammar import ALL, ASK, MODES, NO
 
 
 class ScanLogits(LogitsProcessor):
-    def __init__(self, tokenizer, classes: tuple[str, ...], descriptors: list[list[str]], prompt_len: int):
+    def __init__(self, tokenizer, classes: tuple[str, ...], rows: list[list[list[str]]], prompt_len: int):
+        """rows: for each batch row, its regions' descriptor tokens."""
         ids = tokenizer.convert_tokens_to_ids
         self.prompt_len = prompt_len
-        self.classes = [ids(c) for c in classes]
-        # The whole answer as a list of steps: an int is forced, a list is a choice.
-        steps: list[int | list[int]] = [ids(ASK), self.classes + [ids(ALL)], [ids(m) for m in MODES]]
-        for desc in descriptors:
-            steps += [ids(tok) for tok in desc] + [self.classes + [ids(NO)]]
-        steps += [ids("[EOF]"), tokenizer.eos_token_id]
-        self.steps = steps
-        self.max_new_tokens = len(steps)
+        self.eos = tokenizer.eos_token_id
+        choice_cls = [ids(c) for c in classes]
+        head: list[int | list[int]] = [ids(ASK), choice_cls + [ids(ALL)], [ids(m) for m in MODES]]
+        self.steps = []
+        for descs in rows:
+            steps = list(head)
+            for desc in descs:
+                # An int is a forced token, a list is a choice.
+                steps += [ids(tok) for tok in desc] + [choice_cls + [ids(NO)]]
+            self.steps.append(steps + [ids("[EOF]"), self.eos])
+        self.max_new_tokens = max(len(s) for s in self.steps)
 
-    def allowed(self, position: int) -> list[int]:
-        step = self.steps[min(position, len(self.steps) - 1)]
+    def allowed(self, position: int, row: int = 0) -> list[int]:
+        steps = self.steps[row]
+        step = steps[position] if position < len(steps) else self.eos
         return step if isinstance(step, list) else [step]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))
         position = input_ids.shape[1] - self.prompt_len
-        mask[:, self.allowed(position)] = 0.0
+        for row in range(scores.shape[0]):
+            mask[row, self.allowed(position, row)] = 0.0
         return scores + mask

@@ -56,27 +56,41 @@ class Inspector:
     def ask(self, image: str | Path | Image.Image, question: str,
             template: str | Path | Image.Image | None = None) -> InspectResult:
         """Answer one question about one board (and its template, when given)."""
+        return self.ask_batch([(image, template)], question)[0]
+
+    @torch.no_grad()
+    def ask_batch(self, boards: list[tuple], question: str) -> list[InspectResult]:
+        """The same question about several (board, template-or-None) pairs in one generate
+        call; each result's latency is the batch time divided by the batch size."""
         if not question or not question.strip():
             raise ValueError("the question is empty")
         start = time.perf_counter()
-        board = open_gray(image)
         meta = self.vlm.meta
-        fused = fuse(board, template, meta.input_size)
-        frame = Frame(*board.size, meta.input_size)
+        pictures, frames, sizes = [], [], []
+        for image, template in boards:
+            board = open_gray(image)
+            pictures.append(fuse(board, template, meta.input_size))
+            frames.append(Frame(*board.size, meta.input_size))
+            sizes.append(board.size)
         # The language model was trained on raw head scores; users get calibrated ones.
-        regions = propose(self.vlm, np.asarray(fused)[None], [frame])[0]
-        raw = self._generate(fused, prompt_text(question), descriptors(regions, board.size))
-        calibrated = [Detection(r.cls, r.box, calibrate(r.conf, meta.calibration)) for r in regions]
-        answer = resolve_scan(raw, calibrated, tuple(meta.classes))
-        return InspectResult(answer, render(answer), raw, calibrated, time.perf_counter() - start)
+        regions = propose(self.vlm, np.stack([np.asarray(p) for p in pictures]), frames)
+        raws = self._generate(pictures, prompt_text(question), [descriptors(r, s) for r, s in zip(regions, sizes)])
+        each = (time.perf_counter() - start) / len(boards)
+        results = []
+        for raw, regs in zip(raws, regions):
+            calibrated = [Detection(r.cls, r.box, calibrate(r.conf, meta.calibration)) for r in regs]
+            answer = resolve_scan(raw, calibrated, tuple(meta.classes))
+            results.append(InspectResult(answer, render(answer), raw, calibrated, each))
+        return results
 
-    def _generate(self, picture: Image.Image, text: str, descs: list[list[str]]) -> str:
+    def _generate(self, pictures: list[Image.Image], text: str, descs: list[list[list[str]]]) -> list[str]:
         msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         prompt = self.vlm.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        inputs = self.vlm.processor(text=[prompt], images=[picture], return_tensors="pt")
+        # Same question and picture size: every prompt has the same length, so no padding.
+        inputs = self.vlm.processor(text=[prompt] * len(pictures), images=pictures, return_tensors="pt")
         n = inputs["input_ids"].shape[1]
         guard = ScanLogits(self.tok, tuple(self.vlm.meta.classes), descs, n)
         out = self.vlm.model.generate(**inputs, max_new_tokens=guard.max_new_tokens, do_sample=False,
                                       logits_processor=[guard], eos_token_id=self.tok.eos_token_id,
                                       pad_token_id=self.tok.pad_token_id)
-        return self.tok.decode(out[0, n:], skip_special_tokens=True).strip()
+        return [self.tok.decode(row[n:], skip_special_tokens=True).strip() for row in out]

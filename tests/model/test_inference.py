@@ -30,6 +30,14 @@ def test_answers_parse_and_carry_class_box_centre_confidence(tiny_model, boards,
         assert json.dumps(r.to_dict())
 
 
+def test_batched_answers_equal_single_answers(tiny_model, boards):
+    inspector = Inspector.load(tiny_model / "int8" / "model", quantize=False)
+    pairs = [(b.test_path, b.template_path) for b in boards[:3]] + [(boards[0].template_path, None)]
+    batch = inspector.ask_batch(pairs, "Describe all defects.")
+    single = [inspector.ask(img, "Describe all defects.", tmpl) for img, tmpl in pairs]
+    assert [r.raw for r in batch] == [r.raw for r in single]
+
+
 def test_empty_question_is_refused(tiny_model, boards):
     inspector = Inspector.load(tiny_model / "int8" / "model")
     with pytest.raises(ValueError, match="empty"):
@@ -51,7 +59,7 @@ def test_constrained_decoding_always_yields_grammar(tmp_path):
     tok = vlm.processor.tokenizer
     regs = [Detection("spur", (1, 1, 5, 5), 0.5), Detection("open", (9, 9, 20, 20), 0.2)]
     descs = descriptors(regs, (640, 640))
-    guard = ScanLogits(tok, tuple(vlm.meta.classes), descs, prompt_len=0)
+    guard = ScanLogits(tok, tuple(vlm.meta.classes), [descs], prompt_len=0)
     torch.manual_seed(0)
     for _ in range(30):
         ids = torch.zeros((1, 0), dtype=torch.long)
