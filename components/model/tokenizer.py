@@ -17,6 +17,7 @@ QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>
                 "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<|box_start|>", "<|box_end|>"]
 GRAMMAR = ["[COUNT]", "[DEFECT]", "[BOX]", "[CENTER]", "[CONF]", "[NONE]", "[EOF]", "[ASK]", "[NO]"]
 SCORE_BINS = 10
+QUADRANT_TOKENS = list(QUADRANTS)
 CHAT_WORDS = ["system", "user", "assistant", "you", "are", "a", "helpful", "question", "none", "all", "count", "list"]
 
 # Keeps `<think>`-style and Qwen special strings out; splits punctuation off words.
