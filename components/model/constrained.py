@@ -1,8 +1,8 @@
 """Grammar-constrained decoding of the scan form (see components/qa/grammar.py).
 
 Step by step: after [ASK] the model may write only a class or `all`, then only `count`
-or `list`; then each region's descriptor tokens are forced, and at each decision only a
-class or [NO] is allowed; after the last region, [EOF] and the end of turn. The answer
+or `list`; then each region's descriptor tokens are forced, and at each decision only
+[YES], a class or [NO] is allowed; after the last region, [EOF] and the end of turn. The answer
 therefore always parses and always has exactly one decision per region. Each row of a
 batch has its own regions; a row that has finished is held on the end-of-turn token.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor
 
-from components.qa.grammar import ALL, ASK, MODES, NO
+from components.qa.grammar import ALL, ASK, MODES, NO, YES
 
 
 class ScanLogits(LogitsProcessor):
@@ -27,7 +27,7 @@ class ScanLogits(LogitsProcessor):
             steps = list(head)
             for desc in descs:
                 # An int is a forced token, a list is a choice.
-                steps += [ids(tok) for tok in desc] + [choice_cls + [ids(NO)]]
+                steps += [ids(tok) for tok in desc] + [choice_cls + [ids(YES), ids(NO)]]
             self.steps.append(steps + [ids("[EOF]"), self.eos])
         self.max_new_tokens = max(len(s) for s in self.steps)
 

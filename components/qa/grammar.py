@@ -157,15 +157,16 @@ def parse(text: str, classes: tuple[str, ...] = CLASSES) -> Answer:
 # ---- scan form (what the language model writes) ---------------------------------------
 #
 #   [ASK] (class | all) (count | list) ( Rk class sN quad decision )* [EOF]
-#   decision := class | [NO]
+#   decision := [YES] | class | [NO]
 #
 # The language model first says what the question asks for (a class or all, counted or
 # listed); then the decoder walks the spatial branch's regions: their descriptors
 # (`R3 short s8 tl`: class, score bucket, quadrant) are forced tokens, and after each one
-# the model decides: a class (report it, as that class) or [NO]. Coordinates and
+# the model decides: [YES] (report it as the region's class), another class (report it,
+# re-classified) or [NO]. Coordinates and
 # confidences come from the regions, never from generated digits.
 
-ASK, NO, ALL = "[ASK]", "[NO]", "all"
+ASK, YES, NO, ALL = "[ASK]", "[YES]", "[NO]", "all"
 MODES = ("count", "list")
 DESCRIPTOR_LEN = 4
 
@@ -200,12 +201,15 @@ def resolve_scan(text: str, regions: list[Detection], classes: tuple[str, ...] =
         name = t.take("a region name")
         if name != region_name(k):
             raise GrammarError(f"token {t.i - 1}: expected {region_name(k)}, got {name!r}")
-        t.i += DESCRIPTOR_LEN - 1
+        region_class = t.take("the region's class")
+        t.i += DESCRIPTOR_LEN - 2
         decision = t.take("a decision")
+        if decision == YES:
+            decision = region_class
         if decision in classes:
             dets.append(Detection(decision, regions[k].box, regions[k].conf))
         elif decision != NO:
-            raise GrammarError(f"token {t.i - 1}: decision must be a class or {NO}, got {decision!r}")
+            raise GrammarError(f"token {t.i - 1}: decision must be {YES}, a class or {NO}, got {decision!r}")
     t.expect("[EOF]")
     answer = Answer(dets, count=len(dets) if mode == "count" else None)
     if not dets:

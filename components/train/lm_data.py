@@ -14,7 +14,7 @@ from PIL import Image
 from components.data.records import Sample
 from components.qa.generate import PreferencePair, QAPair
 from components.model.regions import descriptors, match_regions, prompt_text
-from components.qa.grammar import NO, Detection, to_scan
+from components.qa.grammar import NO, YES, Detection, to_scan
 
 
 @dataclass
@@ -29,10 +29,15 @@ class RegionView:
 
 
 def decisions_for(qa: QAPair, view: RegionView) -> list[str]:
-    """Per region: the true class when it covers a defect that answers the question, else [NO]."""
+    """Per region covering a defect that answers the question: [YES] when the region's class
+    is right, else the true class (a re-classification); [NO] for every other region."""
     asked = dict(zip(qa.gt_index, (d.cls for d in qa.answer.detections)))
     region_to_gt = {r: g for g, r in view.gt_to_region.items()}
-    return [asked.get(region_to_gt.get(k, -1), NO) for k in range(len(view.regions))]
+    out = []
+    for k, region in enumerate(view.regions):
+        true = asked.get(region_to_gt.get(k, -1))
+        out.append(NO if true is None else YES if true == region.cls else true)
+    return out
 
 
 def _scan(qa: QAPair, view: RegionView, decisions: list[str]) -> str:
@@ -56,7 +61,7 @@ def scan_rejected(pref: PreferencePair, view: RegionView, classes: tuple[str, ..
     if reason == "invented" or (reason == "wrong_location" and not no):
         if not no:
             return None
-        dec[rng.choice(no)] = pref.qa.target_class or rng.choice(classes)
+        dec[rng.choice(no)] = YES
     elif reason == "wrong_location":
         k, j = rng.choice(yes), rng.choice(no)
         dec[j], dec[k] = dec[k], NO
@@ -64,7 +69,8 @@ def scan_rejected(pref: PreferencePair, view: RegionView, classes: tuple[str, ..
         dec[rng.choice(yes)] = NO
     else:
         k = rng.choice(yes)
-        dec[k] = rng.choice([c for c in classes if c != dec[k]])
+        right = view.regions[k].cls if dec[k] == YES else dec[k]
+        dec[k] = rng.choice([c for c in classes if c != right])
     return _scan(pref.qa, view, dec)
 
 
