@@ -261,11 +261,12 @@ def stage(
         _fail("no accepted data yet: run `defectqa ingest` and `defectqa validate` first")
     splits = split_samples(load_accepted(cfg), cfg)
     run = cfg.paths.root / "pipeline"
+    lm = stages.lm_samples(splits, cfg)
     calls = {
-        "qa": lambda: stages.make_qa(splits["train"], cfg, run / "qa"),
-        "spatial": lambda: stages.run_spatial(splits["train"], cfg, run / "spatial", version),
-        "sft": lambda: stages.run_sft(run / "spatial" / "model", splits["train"], run / "qa", cfg, run / "sft"),
-        "dpo": lambda: stages.run_dpo(run / "sft" / "model", splits["train"], run / "qa", cfg, run / "dpo"),
+        "qa": lambda: stages.make_qa(lm, cfg, run / "qa"),
+        "spatial": lambda: stages.run_spatial(splits["train"], cfg, run / "spatial", version, None, lm),
+        "sft": lambda: stages.run_sft(run / "spatial" / "model", lm, run / "qa", cfg, run / "sft"),
+        "dpo": lambda: stages.run_dpo(run / "sft" / "model", lm, run / "qa", cfg, run / "dpo"),
         "calibrate": lambda: stages.run_calibrate(run / "dpo" / "model", splits["calib"], cfg, run / "calibrated"),
         "quantize": lambda: stages.run_quantize(run / "calibrated" / "model", run / "int8"),
         "evaluate": lambda: json.loads(json_line(evaluate_model(run / "int8" / "model", splits["eval"], cfg, run / "eval", "int8"))),

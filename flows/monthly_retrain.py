@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 
 from components.config import Config
 from components.registry import tracking
+from components.train import stages
 from tasks import data, evaluate, registry, train
 
 GATED_MODEL = "int8"  # the gate judges what would be served
@@ -29,10 +30,11 @@ def _mlflow_logger(cfg: Config, run_id: str, stage: str):
 
 
 def _train(cfg: Config, splits: dict, run_dir: str, version: str, run_id: str) -> dict:
-    figures = {"qa": train.make_qa(splits["train"], cfg, run_dir)}
-    figures["spatial"] = train.train_spatial(splits["train"], cfg, run_dir, version, _mlflow_logger(cfg, run_id, "spatial"))
-    figures["sft"] = train.sft(splits["train"], cfg, run_dir, _mlflow_logger(cfg, run_id, "sft"))
-    figures["dpo"] = train.dpo(splits["train"], cfg, run_dir, _mlflow_logger(cfg, run_id, "dpo"))
+    lm = stages.lm_samples(splits, cfg)
+    figures = {"qa": train.make_qa(lm, cfg, run_dir)}
+    figures["spatial"] = train.train_spatial(splits["train"], cfg, run_dir, version, _mlflow_logger(cfg, run_id, "spatial"), lm)
+    figures["sft"] = train.sft(lm, cfg, run_dir, _mlflow_logger(cfg, run_id, "sft"))
+    figures["dpo"] = train.dpo(lm, cfg, run_dir, _mlflow_logger(cfg, run_id, "dpo"))
     figures["calibrate"] = train.calibrate(splits["calib"], cfg, run_dir)
     figures["quantize"] = train.quantize(run_dir)
     for stage, values in figures.items():

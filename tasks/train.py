@@ -36,8 +36,8 @@ def make_qa(train: list, cfg: Config, run_dir: str) -> dict:
 
 
 @task(**_persisted("train_spatial"))
-def train_spatial(train: list, cfg: Config, run_dir: str, dataset_version: str, log=None) -> dict:
-    return stages.run_spatial(train, cfg, Path(run_dir) / "spatial", dataset_version, log)
+def train_spatial(train: list, cfg: Config, run_dir: str, dataset_version: str, log=None, lm_boards=None) -> dict:
+    return stages.run_spatial(train, cfg, Path(run_dir) / "spatial", dataset_version, log, lm_boards)
 
 
 @task(**_persisted("sft"))

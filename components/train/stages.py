@@ -64,8 +64,15 @@ def new_model(cfg: Config, dataset_version: str = "") -> DefectVLM:
     return DefectVLM(model, processor, meta)
 
 
-def run_spatial(train: list[Sample], cfg: Config, out: Path, dataset_version: str, log: Log = None) -> dict:
-    """Stage 1: build the model and train its vision tower + spatial head."""
+def lm_samples(splits: dict[str, list[Sample]], cfg: Config) -> list[Sample]:
+    """The boards the language model learns on (cfg.train.lm_split; train when calib is empty)."""
+    return splits.get(cfg.train.lm_split) or splits["train"]
+
+
+def run_spatial(train: list[Sample], cfg: Config, out: Path, dataset_version: str, log: Log = None,
+                lm_boards: list[Sample] | None = None) -> dict:
+    """Stage 1: build the model and train its vision tower + spatial head; then propose
+    regions on the language model's boards (lm_boards, default: train)."""
     import torch
 
     from components.train.images import FusedSet
@@ -80,7 +87,7 @@ def run_spatial(train: list[Sample], cfg: Config, out: Path, dataset_version: st
     vlm.save(out / "model")
     n_images = len(data)
     del data  # ~0.6 MB per board: free it before proposing regions
-    _views(vlm, train, cfg, out)
+    _views(vlm, lm_boards or train, cfg, out)
     return _finish(out, {**figures, "train_images": n_images})
 
 
