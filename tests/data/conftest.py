@@ -1,7 +1,6 @@
 """Shared helpers for the data tests: real DeepPCB samples copied into tmp folders."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -9,19 +8,12 @@ import pytest
 
 from components.config import Config
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def deeppcb_root() -> Path:
-    return Path(os.environ.get("DEFECTQA_DEEPPCB") or REPO / "../shared/data/deeppcb").resolve()
 
 
 @pytest.fixture(scope="session")
-def deeppcb() -> Path:
-    root = deeppcb_root()
-    if not (root / "group00041").is_dir():
-        pytest.skip(f"DeepPCB data not found at {root} (set DEFECTQA_DEEPPCB)")
-    return root
+def deeppcb(deeppcb_dir) -> Path:
+    """The real DeepPCB folder (tests/conftest.py finds it or skips)."""
+    return deeppcb_dir
 
 
 def real_files(root: Path, sid: str) -> tuple[Path, Path, Path]:

@@ -1,11 +1,8 @@
 """Smoke test of the HTML report on two real DeepPCB boards."""
 import base64
 import io
-import os
 import re
-from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from components.config import EvalConfig
@@ -15,15 +12,8 @@ from components.evaluation.report import write_report
 from components.qa.grammar import Answer, Detection
 
 
-def deeppcb_root() -> Path:
-    root = Path(os.environ.get("DEFECTQA_DEEPPCB", "../shared/data/deeppcb"))
-    if not root.is_dir():
-        pytest.skip(f"DeepPCB not found at {root} (set DEFECTQA_DEEPPCB)")
-    return root
-
-
-def test_report_embeds_tables_and_images(tmp_path):
-    groups = sorted(p for p in deeppcb_root().iterdir() if p.is_dir())
+def test_report_embeds_tables_and_images(tmp_path, deeppcb_dir):
+    groups = sorted(p for p in deeppcb_dir.iterdir() if p.is_dir())
     samples = read_deeppcb(groups[0])[:2]
     perfect = Answer([Detection(b.cls, (int(b.x1), int(b.y1), int(b.x2), int(b.y2)), 0.9) for b in samples[0].boxes])
     results = [
