@@ -101,7 +101,7 @@ class TrainConfig:
     spatial_max_epochs: int = 60
     spatial_batch: int = 8
     spatial_lr: float = 1e-3
-    lm_split: str = "calib"
+    lm_split: str = "train"
     """Boards the language model learns on (SFT, DPO): 'calib' = groups the spatial branch
     never trained on, so the region scores it sees match those on new boards; 'train'
     = the spatial branch's own boards (overfit, confident scores). Empty calib -> train."""
