@@ -298,6 +298,9 @@ def _download(cfg: Config, version: str, dest: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     uri = cfg.paths.mlflow_uri()
+    # download_artifacts resolves models:/ through the process-wide registry URI (its
+    # registry_uri argument is not used for that): point it at cfg's store first.
+    mlflow.set_registry_uri(uri)
     mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{cfg.registered_model}/{version}",
                                         dst_path=str(tmp), tracking_uri=uri, registry_uri=uri)
     shutil.rmtree(dest, ignore_errors=True)
