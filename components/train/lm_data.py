@@ -13,7 +13,7 @@ from PIL import Image
 
 from components.data.records import Sample
 from components.qa.generate import PreferencePair, QAPair
-from components.model.regions import descriptors, match_regions, prompt_text
+from components.model.regions import descriptors, match_regions, prompt_text, propose
 from components.qa.grammar import NO, YES, Detection, to_scan
 
 
@@ -125,7 +125,7 @@ def region_views(vlm, samples: list[Sample], size: int, iou_min: float, template
         chunk = jobs[i:i + batch]
         imgs = [fuse(img, tmpl, size) for _, _, img, tmpl in chunk]
         frames = [Frame(*image_size(img), size) for _, _, img, _ in chunk]
-        regions = propose_batch(vlm, np.stack([np.asarray(im) for im in imgs]), frames)
+        regions = propose(vlm, np.stack([np.asarray(im) for im in imgs]), frames)
         for (s, src, *_), im, regs, frame in zip(chunk, imgs, regions, frames):
             gt = s.boxes if src == "test" else []
             picture = im if picture_dir is None else _save(im, picture_dir, f"{s.sample_id}_{src}.png")
@@ -163,9 +163,3 @@ def _save(img: Image.Image, folder, name: str) -> str:
     path = Path(folder) / name
     img.save(path, compress_level=1)
     return str(path)
-
-
-def propose_batch(vlm, images, frames):
-    from components.model.regions import propose
-
-    return propose(vlm, images, frames)

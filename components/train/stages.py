@@ -111,37 +111,37 @@ def _sample_rows(rows: list[dict], n: int, seed: int) -> list[dict]:
     return rows if len(rows) <= n else rng.sample(rows, n)
 
 
+def _lm_stage(model_dir: Path, train: list[Sample], cfg: Config, out: Path, make_rows, train_fn, max_rows: int,
+              name: str, log: Log) -> dict:
+    """Shared body of SFT and DPO: load, build rows on the spatial views, train, save."""
+    if (done := finished(out)) is not None:
+        return done
+    vlm = DefectVLM.load(model_dir, quantize=False)
+    rows = _sample_rows(make_rows(_views(vlm, train, cfg, model_dir.parent)), max_rows, cfg.train.seed)
+    figures = train_fn(vlm, rows, cfg.train, out / "trainer", log)
+    vlm.save(out / "model")
+    shutil.copyfile(model_dir.parent / VIEWS, out / VIEWS)  # the next stage reads the same views
+    return _finish(out, {**figures, f"{name}_rows": len(rows)})
+
+
 def run_sft(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out: Path, log: Log = None) -> dict:
-    """Stage 2: SFT of the language model on QA pairs in reference form."""
+    """Stage 2: SFT of the language model on QA pairs in scan form."""
     from components.train.lm_data import sft_rows
     from components.train.sft import train_sft
 
-    if (done := finished(out)) is not None:
-        return done
-    vlm = DefectVLM.load(model_dir, quantize=False)
-    views = _views(vlm, train, cfg, model_dir.parent)
     pairs = [qagen.qa_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "qa.jsonl")]
-    rows = _sample_rows(sft_rows(pairs, views), cfg.train.sft_max_steps * cfg.train.sft_batch, cfg.train.seed)
-    figures = train_sft(vlm, rows, cfg.train, out / "trainer", log)
-    vlm.save(out / "model")
-    shutil.copyfile(model_dir.parent / VIEWS, out / VIEWS)  # DPO reads the same views
-    return _finish(out, {**figures, "sft_rows": len(rows)})
+    return _lm_stage(model_dir, train, cfg, out, lambda views: sft_rows(pairs, views), train_sft,
+                     cfg.train.sft_max_steps * cfg.train.sft_batch, "sft", log)
 
 
 def run_dpo(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out: Path, log: Log = None) -> dict:
-    """Stage 3: DPO of the language model on preference pairs in reference form."""
+    """Stage 3: DPO of the language model on preference pairs in scan form."""
     from components.train.dpo import train_dpo
     from components.train.lm_data import dpo_rows
 
-    if (done := finished(out)) is not None:
-        return done
-    vlm = DefectVLM.load(model_dir, quantize=False)
-    views = _views(vlm, train, cfg, model_dir.parent)
     prefs = [qagen.pref_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "preferences.jsonl")]
-    rows = _sample_rows(dpo_rows(prefs, views, cfg.data.classes, cfg.train.seed), cfg.train.dpo_max_steps * cfg.train.dpo_batch, cfg.train.seed)
-    figures = train_dpo(vlm, rows, cfg.train, out / "trainer", log)
-    vlm.save(out / "model")
-    return _finish(out, {**figures, "dpo_rows": len(rows)})
+    return _lm_stage(model_dir, train, cfg, out, lambda views: dpo_rows(prefs, views, cfg.data.classes, cfg.train.seed),
+                     train_dpo, cfg.train.dpo_max_steps * cfg.train.dpo_batch, "dpo", log)
 
 
 def run_calibrate(model_dir: Path, calib: list[Sample], cfg: Config, out: Path) -> dict:
