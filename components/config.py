@@ -87,7 +87,7 @@ class ModelConfig:
     patch_size: int = 16
     max_regions: int = 16
     """At most this many spatial-branch candidates are shown to the language model."""
-    region_floor: float = 0.05
+    region_floor: float = 0.15
     """Candidates scoring below this never reach the language model."""
     head_channels: int = 128
 
@@ -96,7 +96,7 @@ class ModelConfig:
 class TrainConfig:
     seed: int = 0
     threads: int = 2
-    spatial_minutes: float = 14.0
+    spatial_minutes: float = 13.0
     """Wall-clock budget of the spatial-branch training (vision tower + heatmap head)."""
     spatial_max_epochs: int = 60
     spatial_batch: int = 8
@@ -105,10 +105,14 @@ class TrainConfig:
     """Boards the language model learns on (SFT, DPO): 'calib' = groups the spatial branch
     never trained on, so the region scores it sees match those on new boards; 'train'
     = the spatial branch's own boards (overfit, confident scores). Empty calib -> train."""
+    warmup_steps: int = 800
+    """Text-only steps that teach the from-scratch language model its rules before SFT (0 = skip)."""
+    warmup_batch: int = 16
+    warmup_lr: float = 2e-3
     sft_epochs: float = 1.0
-    sft_max_steps: int = 250
+    sft_max_steps: int = 150
     sft_batch: int = 8
-    sft_lr: float = 1e-3
+    sft_lr: float = 5e-4
     sft_lora: bool = False
     """LoRA for SFT: off for the from-scratch default (random weights), on for a real checkpoint."""
     dpo_max_steps: int = 60
@@ -138,6 +142,18 @@ class EvalConfig:
     """Single-request asks timed for latency_p50_s / latency_p95_s (what an inspector waits)."""
     report_overlays: int = 12
     """How many overlay pictures the HTML report embeds."""
+    blur_check_sigma: float = 1.5
+    """Blur-consistency check: Gaussian sigma (original pixels) of the blurred copy asked alongside each board."""
+    blur_check_iou: float = 0.3
+    """Blur-consistency check: a detection is kept if the blurred copy has one of its class with at least this IoU."""
+    robust_noise_std: float = 12.0
+    """Robustness: std of the added Gaussian noise, in grey levels (0-255)."""
+    robust_blur_sigma: float = 2.0
+    """Robustness: sigma (original pixels) of the Gaussian blur."""
+    robust_brightness: float = 0.6
+    """Robustness: brightness factor (PIL ImageEnhance; 1 = unchanged; DeepPCB scans are near binary, so darken)."""
+    robust_jpeg_quality: int = 25
+    """Robustness: JPEG quality the board is re-encoded at (1-95)."""
 
 
 @dataclass

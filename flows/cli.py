@@ -135,6 +135,9 @@ def evaluate(
     export: Annotated[Optional[Path], typer.Option(help="Write detections in DeepPCB result format here.")] = None,
     report: Annotated[Path, typer.Option(help="Folder for report.html and metrics.json.")] = Path(".defectqa/reports/latest"),
     max_images: Annotated[int, typer.Option(help="Evaluate only the first N boards (0 = all).")] = 0,
+    no_template: Annotated[bool, typer.Option("--no-template", help="The model sees each board alone (templates are still asked about as defect-free boards).")] = False,
+    robustness: Annotated[bool, typer.Option("--robustness", help="Also evaluate under Gaussian noise, blur, brightness and JPEG (severities: eval.robust_*).")] = False,
+    blur_check: Annotated[bool, typer.Option("--blur-check", help="Keep only defects also found on a blurred copy (eval.blur_check_*); about twice the latency.")] = False,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
     """Ask the model about every board and template of a folder; print the metrics as a JSON line."""
@@ -147,9 +150,41 @@ def evaluate(
         samples = samples_of(data, cfg)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    metrics = evaluate_model(model_dir, samples, cfg, report, str(model or "champion"), export=export)
+    metrics = evaluate_model(model_dir, samples, cfg, report, str(model or "champion"), export=export,
+                             templates_as_input=not no_template, robustness=robustness, blur_check=blur_check)
     typer.echo(f"report: {report / 'report.html'}" + (f"; export: {export}" if export else ""), err=True)
     typer.echo(json_line(metrics))
+
+
+@app.command()
+def ablate(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder, <workdir>/runs/<dataset version>-<config hash>.")],
+    data: Annotated[Optional[Path], typer.Option(help="DeepPCB-layout folder holding the held-out groups (default: paths.bundled_data).")] = None,
+    out: Annotated[Path, typer.Option(help="Markdown file to write the results to.")] = Path("docs/RESULTS.md"),
+    max_images: Annotated[int, typer.Option(help="Evaluate only the first N held-out boards (0 = all).")] = 0,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+):
+    """Evaluate each stage's model (SFT, +DPO, +calibration, int8) and options (blur check, no template, ...) on the held-out groups; write a results table."""
+    from components.evaluation.ablate import ablate as run, render_results, write_results
+
+    cfg = _cfg(params, set_)
+    cfg.eval.max_images = max_images or cfg.eval.max_images
+    data = data or Path(cfg.paths.bundled_data)
+    if not run_dir.is_dir():
+        _fail(f"{run_dir}: no such run folder")
+    try:
+        results, samples = run(run_dir, data, cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    import shlex
+
+    command = shlex.join(["defectqa", "ablate", str(run_dir), "--data", str(data), "--out", str(out),
+                          *(["--max-images", str(max_images)] if max_images else []), "--params", str(params),
+                          *[a for s in set_ or [] for a in ("--set", s)]])
+    write_results(out, render_results(results, samples, cfg, command, run_dir, data))
+    typer.echo(f"results: {out}", err=True)
+    for r in results:
+        typer.echo(json.dumps(r))
 
 
 @app.command()

@@ -6,7 +6,7 @@ batch); latency is what an inspector waits: single-request asks, timed one by on
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -16,44 +16,64 @@ from components.data.records import Sample
 from components.evaluation.metrics import ImageResult, compute_metrics
 
 
-def _jobs(samples: list[Sample], templates: bool) -> list[tuple[Sample, str, str, str | None]]:
-    """(sample, kind, image, template) for each board, then each template asked alone."""
-    jobs = [(s, "test", s.test_path, s.template_path) for s in samples]
+def _jobs(samples: list[Sample], templates: bool, templates_as_input: bool = True) -> list[tuple[Sample, str, str, str | None]]:
+    """(sample, kind, image, template) for each board, then each template asked alone.
+
+    templates_as_input=False: the model sees every board alone (template None), the
+    no-template mode; templates are still asked about, as defect-free boards.
+    """
+    ref = (lambda s: s.template_path) if templates_as_input else (lambda s: None)
+    jobs = [(s, "test", s.test_path, ref(s)) for s in samples]
     if templates:
         # A template is a defect-free board: ask about it against itself.
-        jobs += [(s, "template", s.template_path, s.template_path) for s in samples if s.template_path]
+        jobs += [(s, "template", s.template_path, ref(s)) for s in samples if s.template_path]
     return jobs
 
 
 def run_inspector(inspector, samples: Iterable[Sample], cfg: EvalConfig, templates: bool = True,
-                  desc: str = "evaluating") -> list[ImageResult]:
-    """One ImageResult per board and per template, answered in batches of cfg.batch_size."""
+                  desc: str = "evaluating", perturb: Callable | None = None,
+                  templates_as_input: bool = True) -> list[ImageResult]:
+    """One ImageResult per board and per template, answered in batches of cfg.batch_size.
+
+    perturb(image) -> PIL image, if given, is applied to the image asked about (never to
+    the template it is compared with; see components/evaluation/robustness.py).
+    """
     samples = list(samples)
     if cfg.max_images:
         samples = samples[: cfg.max_images]
-    jobs = _jobs(samples, templates)
+    jobs = _jobs(samples, templates, templates_as_input)
     results = []
     for i in tqdm(range(0, len(jobs), cfg.batch_size), desc=desc, unit="batch"):
         chunk = jobs[i:i + cfg.batch_size]
-        answers = inspector.ask_batch([(img, tmpl) for _, _, img, tmpl in chunk], cfg.question)
+        boards = [(perturb(img) if perturb else img, tmpl) for _, _, img, tmpl in chunk]
+        answers = inspector.ask_batch(boards, cfg.question)
         results += [ImageResult(s, kind, r.answer, r.latency_s) for (s, kind, _, _), r in zip(chunk, answers)]
     return results
 
 
-def measure_latency(inspector, samples: list[Sample], cfg: EvalConfig) -> dict:
-    """p50 / p95 seconds of single asks (board + template) on the first cfg.latency_samples boards."""
-    inspector.ask(samples[0].test_path, cfg.question, samples[0].template_path)  # warm-up, not timed
-    times = [inspector.ask(s.test_path, cfg.question, s.template_path).latency_s for s in samples[: cfg.latency_samples]]
+def measure_latency(inspector, samples: list[Sample], cfg: EvalConfig, templates_as_input: bool = True) -> dict:
+    """p50 / p95 seconds of single asks (board + template, or board alone) on the first cfg.latency_samples boards."""
+    ref = (lambda s: s.template_path) if templates_as_input else (lambda s: None)
+    inspector.ask(samples[0].test_path, cfg.question, ref(samples[0]))  # warm-up, not timed
+    times = [inspector.ask(s.test_path, cfg.question, ref(s)).latency_s for s in samples[: cfg.latency_samples]]
     return {"latency_p50_s": float(np.percentile(times, 50)), "latency_p95_s": float(np.percentile(times, 95)),
             "latency_samples": len(times)}
 
 
 def evaluate(inspector, samples: Iterable[Sample], cfg: EvalConfig, classes: tuple[str, ...],
-             desc: str = "evaluating") -> tuple[dict, list[ImageResult]]:
-    """(metrics dict, per-image results) for an Inspector over samples."""
+             desc: str = "evaluating", templates_as_input: bool = True,
+             robustness: bool = False) -> tuple[dict, list[ImageResult]]:
+    """(metrics dict, per-image results) for an Inspector over samples.
+
+    robustness=True adds metrics["robustness"] = {perturbation: headline metrics}.
+    """
     samples = list(samples)
-    results = run_inspector(inspector, samples, cfg, desc=desc)
+    results = run_inspector(inspector, samples, cfg, desc=desc, templates_as_input=templates_as_input)
     metrics = compute_metrics(results, cfg, classes)
     metrics["seconds_per_answer_batched"] = statistics.mean(r.latency_s for r in results)
-    metrics.update(measure_latency(inspector, samples, cfg))
+    metrics.update(measure_latency(inspector, samples, cfg, templates_as_input))
+    if robustness:
+        from components.evaluation.robustness import evaluate_robustness
+
+        metrics["robustness"] = evaluate_robustness(inspector, samples, cfg, classes, templates_as_input)
     return metrics, results

@@ -70,6 +70,27 @@ def reliability_table(metrics: dict) -> str:
     return _table("reliability", ["confidence bin", "mean confidence", "accuracy", "count"], rows)
 
 
+ROBUST_COLS = ["f1_iou33", "precision_iou33", "recall_iou33", "map50", "center_rmse_px", "count_exact",
+               "hallucination_rate", "template_false_alarm", "ece"]
+
+
+def robustness_table(metrics: dict) -> str:
+    """One row per perturbation (with its severity), clean evaluation first for comparison."""
+    rows = [["none (clean)", "", *(metrics.get(c, math.nan) for c in ROBUST_COLS)]]
+    rows += [[name, m.get("severity", ""), *(m.get(c, math.nan) for c in ROBUST_COLS)]
+             for name, m in metrics.get("robustness", {}).items()]
+    return _table("robustness", ["perturbation", "severity", *ROBUST_COLS], rows)
+
+
+def settings_line(metrics: dict) -> str:
+    s = metrics.get("settings", {})
+    if not s:
+        return ""
+    mode = "board + template" if s.get("templates_as_input", True) else "board alone (no-template mode)"
+    blur = (f"on (sigma {s.get('blur_check_sigma')}, IoU &ge; {s.get('blur_check_iou')})" if s.get("blur_check") else "off")
+    return f"<p>Model input: {mode}. Blur-consistency check: {blur}.</p>"
+
+
 # ---- pictures -----------------------------------------------------------------------------
 
 
@@ -148,7 +169,10 @@ def render_html(metrics: dict, results: list[ImageResult], cfg: EvalConfig, titl
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Matching rule: same class and IoU &ge; {cfg.iou} (DeepPCB), greedy by confidence.</p>",
+        settings_line(metrics),
         "<h2>Headline metrics</h2>", headline_table(metrics),
+        *(["<h2>Robustness</h2><p>The board asked about is perturbed; its template is not.</p>",
+            robustness_table(metrics)] if metrics.get("robustness") else []),
         "<h2>Per class</h2>", per_class_table(metrics),
         "<h2>Calibration</h2>", f'<img src="{diagram}" alt="reliability diagram">', reliability_table(metrics),
         "<h2>Overlays</h2><p>Green: ground truth. Red: reported defects.</p>", figures,

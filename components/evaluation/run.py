@@ -14,13 +14,35 @@ from components.evaluation.metrics import headline
 from components.evaluation.report import write_report
 
 
-def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir: Path, name: str,
-                   quantize: bool | None = None, export: Path | None = None) -> dict:
-    """Metrics of one model on samples; report.html and metrics.json go to out_dir."""
+def load_inspector(model_dir: Path, cfg: Config, quantize: bool | None = None, blur_check: bool = False):
+    """An Inspector for a model folder; wrapped in the blur-consistency check when asked."""
     from components.model.inference import Inspector
 
     inspector = Inspector.load(model_dir, quantize=quantize)
-    metrics, results = evaluate(inspector, samples, cfg.eval, cfg.data.classes, desc=f"evaluating {name}")
+    if blur_check:
+        from components.model.blur_check import BlurChecked
+
+        inspector = BlurChecked(inspector, cfg.eval.blur_check_sigma, cfg.eval.blur_check_iou)
+    return inspector
+
+
+def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir: Path, name: str,
+                   quantize: bool | None = None, export: Path | None = None, templates_as_input: bool = True,
+                   robustness: bool = False, blur_check: bool = False, inspector=None) -> dict:
+    """Metrics of one model on samples; report.html and metrics.json go to out_dir.
+
+    templates_as_input=False: no-template mode (the model sees each board alone);
+    robustness: add the per-perturbation section; blur_check: the blur-consistency check;
+    inspector: use this one (already loaded) instead of loading model_dir.
+    """
+    if inspector is None:
+        inspector = load_inspector(model_dir, cfg, quantize, blur_check)
+    metrics, results = evaluate(inspector, samples, cfg.eval, cfg.data.classes, desc=f"evaluating {name}",
+                                templates_as_input=templates_as_input, robustness=robustness)
+    # Nested (not scalar), so headline() and MLflow logging leave it out.
+    metrics["settings"] = {"templates_as_input": templates_as_input, "blur_check": blur_check,
+                           **({"blur_check_sigma": cfg.eval.blur_check_sigma, "blur_check_iou": cfg.eval.blur_check_iou}
+                              if blur_check else {})}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe))
     write_report(metrics, results, out_dir / "report.html", cfg.eval, title=f"defectqa evaluation: {name}")
@@ -38,8 +60,16 @@ def samples_of(data_dir: str | Path, cfg: Config) -> list[Sample]:
 
 
 def json_line(metrics: dict) -> str:
-    """The scalar metrics as one JSON object (NaN written as null, valid JSON)."""
-    return json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in headline(metrics).items()})
+    """The scalar metrics as one JSON object (NaN written as null, valid JSON), plus the
+    `robustness` section ({perturbation: scalars}) when there is one."""
+    out = _nulls(headline(metrics))
+    if "robustness" in metrics:
+        out["robustness"] = {k: _nulls(v) for k, v in metrics["robustness"].items()}
+    return json.dumps(out)
+
+
+def _nulls(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
 def _nan_safe(v):

@@ -1,7 +1,7 @@
 """Spatial-branch candidates ("regions") and the prompt that shows them to the language model.
 
-The decoder shows the language model each region as forced tokens `R<k> <class>
-s<score bucket> <quadrant>` and the model decides on it, so every coordinate in an
+The decoder shows the language model each region as forced tokens `R<k> <quadrant>
+<class> s<score bucket>` and the model decides on it, so every coordinate in an
 answer comes from the head's peak + offset + size, mapped to original pixels by fuse.Frame.
 """
 from __future__ import annotations
@@ -40,8 +40,13 @@ def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Det
 
 
 def descriptor(i: int, region: Detection, size: tuple[int, int]) -> list[str]:
-    """The forced tokens that introduce region i in the scan: name, class, score bucket, quadrant."""
-    return [region_name(i), region.cls, score_token(region.conf), quadrant(Box(*region.box, cls=region.cls), *size)]
+    """The forced tokens that introduce region i in the scan: name, quadrant, class, score bucket.
+
+    The score bucket comes last on purpose: the decision is predicted at its position, so
+    the strongest evidence is the very token the model reads there (no attention needed),
+    and the class it must compare with the question is one step back.
+    """
+    return [region_name(i), quadrant(Box(*region.box, cls=region.cls), *size), region.cls, score_token(region.conf)]
 
 
 def descriptors(regions: list[Detection], size: tuple[int, int]) -> list[list[str]]:

@@ -18,6 +18,7 @@ QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>
 GRAMMAR = ["[COUNT]", "[DEFECT]", "[BOX]", "[CENTER]", "[CONF]", "[NONE]", "[EOF]", "[ASK]", "[YES]", "[NO]"]
 SCORE_BINS = 10
 QUADRANT_TOKENS = list(QUADRANTS)
+SCORE_TOKENS = [f"s{i}" for i in range(SCORE_BINS)]
 CHAT_WORDS = ["system", "user", "assistant", "you", "are", "a", "helpful", "question", "none", "all", "count", "list"]
 
 # Keeps `<think>`-style and Qwen special strings out; splits punctuation off words.
@@ -46,7 +47,7 @@ def vocabulary(classes: tuple[str, ...], max_regions: int, max_count: int = 64) 
     words.update(list("?.,!:;()"))
     words.update(str(i) for i in range(max_count + 1))
     words.update(f"R{i + 1}" for i in range(max_regions))
-    words.update(f"s{i}" for i in range(SCORE_BINS))
+    words.update(SCORE_TOKENS)
     return ["[PAD]", "[UNK]"] + QWEN_SPECIAL + GRAMMAR + sorted(words - set(GRAMMAR))
 
 

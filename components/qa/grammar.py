@@ -156,19 +156,18 @@ def parse(text: str, classes: tuple[str, ...] = CLASSES) -> Answer:
 
 # ---- scan form (what the language model writes) ---------------------------------------
 #
-#   [ASK] (class | all) (count | list) ( Rk class sN quad decision )* [EOF]
+#   [ASK] (class | all) (count | list) ( Rk quad class sN decision )* [EOF]
 #   decision := [YES] | class | [NO]
 #
 # The language model first says what the question asks for (a class or all, counted or
 # listed); then the decoder walks the spatial branch's regions: their descriptors
-# (`R3 short s8 tl`: class, score bucket, quadrant) are forced tokens, and after each one
+# (`R3 tl short s8`: quadrant, class, score bucket) are forced tokens, and after each one
 # the model decides: [YES] (report it as the region's class), another class (report it,
 # re-classified) or [NO]. Coordinates and
 # confidences come from the regions, never from generated digits.
 
 ASK, YES, NO, ALL = "[ASK]", "[YES]", "[NO]", "all"
 MODES = ("count", "list")
-DESCRIPTOR_LEN = 4
 
 
 def region_name(i: int) -> str:
@@ -201,8 +200,9 @@ def resolve_scan(text: str, regions: list[Detection], classes: tuple[str, ...] =
         name = t.take("a region name")
         if name != region_name(k):
             raise GrammarError(f"token {t.i - 1}: expected {region_name(k)}, got {name!r}")
+        t.take("the region's quadrant")
         region_class = t.take("the region's class")
-        t.i += DESCRIPTOR_LEN - 2
+        t.take("the region's score bucket")
         decision = t.take("a decision")
         if decision == YES:
             decision = region_class

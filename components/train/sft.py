@@ -18,19 +18,20 @@ from pathlib import Path
 import torch
 
 from components.config import TrainConfig
-from components.model.tokenizer import QUADRANT_TOKENS
+from components.model.tokenizer import SCORE_TOKENS
 from components.qa.grammar import ASK
 from components.train.lm_common import LogTo, common_args, freeze_vision, last_checkpoint, lora_config, to_dataset
 
 
-def decision_mask(labels: torch.Tensor, ask_id: int, quadrant_ids: list[int]) -> torch.Tensor:
-    """True where a label is a chosen token: the two after [ASK], and each one after a quadrant."""
+def decision_mask(labels: torch.Tensor, ask_id: int, score_ids: list[int]) -> torch.Tensor:
+    """True where a label is a chosen token: the two after [ASK], and each one after a score bucket
+    (the last token of a region's descriptor)."""
     prev1 = torch.full_like(labels, -100)
     prev2 = torch.full_like(labels, -100)
     prev1[:, 1:] = labels[:, :-1]
     prev2[:, 2:] = labels[:, :-2]
-    after_quadrant = torch.isin(prev1, torch.tensor(quadrant_ids, device=labels.device))
-    return (prev1 == ask_id) | (prev2 == ask_id) | after_quadrant
+    after_score = torch.isin(prev1, torch.tensor(score_ids, device=labels.device))
+    return (prev1 == ask_id) | (prev2 == ask_id) | after_score
 
 
 def _trainer_class():
@@ -42,7 +43,7 @@ def _trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             tok = self.processing_class.tokenizer
             labels = inputs["labels"]
-            keep = decision_mask(labels, tok.convert_tokens_to_ids(ASK), tok.convert_tokens_to_ids(QUADRANT_TOKENS))
+            keep = decision_mask(labels, tok.convert_tokens_to_ids(ASK), tok.convert_tokens_to_ids(SCORE_TOKENS))
             inputs["labels"] = labels.masked_fill(~keep, -100)
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=None)
 

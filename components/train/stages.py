@@ -112,16 +112,29 @@ def _sample_rows(rows: list[dict], n: int, seed: int) -> list[dict]:
 
 
 def _lm_stage(model_dir: Path, train: list[Sample], cfg: Config, out: Path, make_rows, train_fn, max_rows: int,
-              name: str, log: Log) -> dict:
-    """Shared body of SFT and DPO: load, build rows on the spatial views, train, save."""
+              name: str, log: Log, warm_up: bool = False) -> dict:
+    """Shared body of SFT and DPO: load, build rows on the spatial views, (warm up,) train, save."""
     if (done := finished(out)) is not None:
         return done
     vlm = DefectVLM.load(model_dir, quantize=False)
-    rows = _sample_rows(make_rows(_views(vlm, train, cfg, model_dir.parent)), max_rows, cfg.train.seed)
-    figures = train_fn(vlm, rows, cfg.train, out / "trainer", log)
+    all_rows = make_rows(_views(vlm, train, cfg, model_dir.parent))
+    rows = _sample_rows(all_rows, max_rows, cfg.train.seed)
+    figures = _warm_up(vlm, all_rows, cfg, out, log) if warm_up else {}
+    figures.update(train_fn(vlm, rows, cfg.train, out / "trainer", log))
     vlm.save(out / "model")
     shutil.copyfile(model_dir.parent / VIEWS, out / VIEWS)  # the next stage reads the same views
     return _finish(out, {**figures, f"{name}_rows": len(rows)})
+
+
+def _warm_up(vlm, rows: list[dict], cfg: Config, out: Path, log: Log) -> dict:
+    """The text-only warm-up (train/warmup.py) of a from-scratch language model; skipped for a
+    pretrained one (sft_lora) and when SFT resumes from a checkpoint (the warm-up is in it)."""
+    from components.train.lm_common import last_checkpoint
+    from components.train.warmup import train_warmup
+
+    if not cfg.train.warmup_steps or cfg.train.sft_lora or last_checkpoint(out / "trainer"):
+        return {}
+    return train_warmup(vlm, rows, cfg.train, log)
 
 
 def run_sft(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out: Path, log: Log = None) -> dict:
@@ -131,7 +144,7 @@ def run_sft(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out
 
     pairs = [qagen.qa_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "qa.jsonl")]
     return _lm_stage(model_dir, train, cfg, out, lambda views: sft_rows(pairs, views), train_sft,
-                     cfg.train.sft_max_steps * cfg.train.sft_batch, "sft", log)
+                     cfg.train.sft_max_steps * cfg.train.sft_batch, "sft", log, warm_up=True)
 
 
 def run_dpo(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out: Path, log: Log = None) -> dict:

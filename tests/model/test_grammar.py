@@ -47,12 +47,12 @@ def test_malformed_answers_are_refused(text):
 
 def test_scan_form_resolves_to_region_boxes():
     regions = [Detection("spur", (10, 10, 30, 30), 0.9), Detection("short", (100, 50, 140, 90), 0.7)]
-    descs = [["R1", "spur", "s9", "tl"], ["R2", "short", "s7", "tl"]]
+    descs = [["R1", "tl", "spur", "s9"], ["R2", "tl", "short", "s7"]]
     text = to_scan("short", True, descs, ["[NO]", "short"])
-    assert text == "[ASK] short count R1 spur s9 tl [NO] R2 short s7 tl short [EOF]"
+    assert text == "[ASK] short count R1 tl spur s9 [NO] R2 tl short s7 short [EOF]"
     back = resolve_scan(text, regions)
     assert back.detections == [Detection("short", (100, 50, 140, 90), 0.7)] and back.count == 1
     none = resolve_scan(to_scan("spur", False, descs, ["[NO]", "[NO]"]), regions)
     assert none.none_found and render(none) == "[NONE] spur [EOF]"
     with pytest.raises(GrammarError):
-        resolve_scan("[ASK] short list R2 short s7 tl short [EOF]", regions)  # regions out of order
+        resolve_scan("[ASK] short list R2 tl short s7 short [EOF]", regions)  # regions out of order

@@ -1,0 +1,92 @@
+"""An optional blur-consistency check around an Inspector.
+
+Each board is asked twice: as given, and as a Gaussian-blurred copy (board and template
+blurred alike). A reported defect is kept only if the blurred answer has a defect of
+the same class overlapping it (IoU >= cfg.blur_check_iou): a real defect survives a
+slight blur, a peak made by sensor noise or a JPEG artefact often does not. The price
+is a second pass, so latency roughly doubles; evaluation reports it as measured.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageFilter
+from torchvision.ops import box_iou
+
+from components.config import EvalConfig
+from components.model.fuse import open_gray
+from components.qa.grammar import ALL, ASK, Answer, Detection, render
+
+
+def blurred(image: str | Path | Image.Image, sigma: float) -> Image.Image:
+    """A Gaussian-blurred grey copy (PIL's radius is the kernel's standard deviation)."""
+    return open_gray(image).filter(ImageFilter.GaussianBlur(radius=sigma))
+
+
+def consistent(original: list[Detection], other: list[Detection], iou_min: float) -> list[Detection]:
+    """The detections of `original` that have a same-class detection in `other` with IoU >= iou_min."""
+    if not original or not other:
+        return []
+    iou = box_iou(torch.tensor([d.box for d in original], dtype=torch.float32),
+                  torch.tensor([d.box for d in other], dtype=torch.float32))
+    same = torch.tensor([[a.cls == b.cls for b in other] for a in original])
+    keep = ((iou >= iou_min) & same).any(dim=1).tolist()
+    return [d for d, k in zip(original, keep) if k]
+
+
+def _asked_class(raw: str) -> str:
+    """What the scan said was asked ('' = all defects), for the 'none found' message."""
+    parts = raw.split()
+    if len(parts) > 1 and parts[0] == ASK and parts[1] != ALL:
+        return parts[1]
+    return ""
+
+
+def filtered_answer(answer: Answer, kept: list[Detection], raw: str) -> Answer:
+    """The answer with only `kept` detections; count and 'none found' follow (as resolve_scan does)."""
+    out = Answer(list(kept), count=len(kept) if answer.count is not None else None)
+    if not kept:
+        out.none_class = answer.none_class if answer.none_class is not None else _asked_class(raw)
+    return out
+
+
+class BlurChecked:
+    """Same interface as Inspector (ask, ask_batch, vlm, version_info), answers blur-checked."""
+
+    def __init__(self, inner, sigma: float = 1.5, iou: float = 0.3):
+        self.inner, self.sigma, self.iou = inner, sigma, iou
+
+    @classmethod
+    def load(cls, folder: str | Path, cfg: EvalConfig, quantize: bool | None = None) -> "BlurChecked":
+        from components.model.inference import Inspector
+
+        return cls(Inspector.load(folder, quantize=quantize), cfg.blur_check_sigma, cfg.blur_check_iou)
+
+    @property
+    def vlm(self):
+        return self.inner.vlm
+
+    @property
+    def version_info(self) -> dict:
+        return {**self.inner.version_info, "blur_check_sigma": self.sigma, "blur_check_iou": self.iou}
+
+    def ask(self, image, question: str, template=None):
+        return self.ask_batch([(image, template)], question)[0]
+
+    def ask_batch(self, boards: list[tuple], question: str) -> list:
+        """Both passes over the batch; each result's latency is the two passes' time over the batch size."""
+        from components.model.inference import InspectResult
+
+        start = time.perf_counter()
+        plain = self.inner.ask_batch(boards, question)
+        soft = self.inner.ask_batch(
+            [(blurred(img, self.sigma), None if tmpl is None else blurred(tmpl, self.sigma)) for img, tmpl in boards],
+            question)
+        each = (time.perf_counter() - start) / len(boards)
+        results = []
+        for p, s in zip(plain, soft):
+            answer = filtered_answer(p.answer, consistent(p.answer.detections, s.answer.detections, self.iou), p.raw)
+            results.append(InspectResult(answer, render(answer), p.raw, p.regions, each))
+        return results

@@ -1,0 +1,114 @@
+"""Robustness perturbations, the blur-consistency check, and evaluate's no-template / robustness modes."""
+import json
+
+import numpy as np
+from PIL import Image
+
+from components.config import EvalConfig
+from components.evaluation.evaluate import evaluate, run_inspector
+from components.evaluation.report import render_html
+from components.evaluation.robustness import perturbations
+from components.evaluation.run import evaluate_model, json_line
+from components.model.blur_check import BlurChecked, consistent
+from components.model.inference import InspectResult, Inspector
+from components.qa.grammar import Answer, Detection, parse, render
+from tests.conftest import tiny_cfg
+
+SHORT = Detection("short", (100, 100, 140, 140), 0.9)
+SPUR = Detection("spur", (300, 300, 320, 330), 0.8)
+
+
+class FixedAnswers:
+    """An inner inspector that answers the plain boards with `plain` and blurred copies with `soft`."""
+
+    def __init__(self, plain: list[Detection], soft: list[Detection], count: bool = False):
+        self.plain, self.soft, self.count, self.seen = plain, soft, count, []
+        self.vlm = None
+
+    @property
+    def version_info(self):
+        return {"dataset_version": "fake"}
+
+    def ask(self, image, question, template=None):
+        return self.ask_batch([(image, template)], question)[0]
+
+    def ask_batch(self, boards, question):
+        self.seen.append(boards)
+        dets = self.soft if isinstance(boards[0][0], Image.Image) else self.plain
+        answer = Answer(list(dets), count=len(dets) if self.count else None, none_class=None if dets else "")
+        return [InspectResult(answer, render(answer), "[ASK] all list [EOF]", list(dets), 0.1) for _ in boards]
+
+
+def test_perturbations_change_the_board_and_keep_its_size(boards):
+    original = Image.open(boards[0].test_path)
+    for name, (severity, fn) in perturbations(EvalConfig()).items():
+        out = fn(boards[0].test_path)
+        assert out.size == original.size, name
+        diff = np.abs(np.asarray(out.convert("L"), dtype=int) - np.asarray(original.convert("L"), dtype=int))
+        assert diff.mean() > 0.5, f"{name} (severity {severity}) barely changed the board"
+        assert fn(original).size == original.size  # PIL images in, too
+
+
+def test_blur_check_drops_a_defect_the_blurred_copy_does_not_confirm(boards):
+    moved = Detection("short", (104, 102, 142, 144), 0.7)   # same defect, slightly shifted: IoU ~0.8
+    wrong_class = Detection("open", (300, 300, 320, 330), 0.7)  # same place as SPUR, other class
+    inner = FixedAnswers([SHORT, SPUR], [moved, wrong_class], count=True)
+    checked = BlurChecked(inner, sigma=2.0, iou=0.3)
+    r = checked.ask(boards[0].test_path, "How many defects?", boards[0].template_path)
+    assert r.answer.detections == [SHORT]
+    assert r.answer.count == 1 and not r.answer.none_found
+    assert parse(r.answer_text).detections[0].box == SHORT.box
+    plain, soft = inner.seen
+    assert plain == [(boards[0].test_path, boards[0].template_path)]
+    # Board and template are both blurred, same size as the originals.
+    assert all(isinstance(im, Image.Image) and im.size == Image.open(boards[0].test_path).size for im in soft[0])
+    assert r.latency_s > 0
+
+
+def test_blur_check_that_drops_everything_says_none_found(boards):
+    checked = BlurChecked(FixedAnswers([SPUR], [], count=True), sigma=1.0, iou=0.3)
+    r = checked.ask(boards[0].test_path, "How many defects?")
+    assert r.answer.none_found and r.answer.count == 0
+    assert r.answer_text == "[COUNT] 0 [NONE] [EOF]"
+    assert consistent([SHORT], [SHORT], 0.99) == [SHORT]
+
+
+def test_blur_check_on_the_tiny_model_answers_in_grammar(tiny_model, boards):
+    inner = Inspector.load(tiny_model / "int8" / "model")
+    checked = BlurChecked(inner, sigma=1.5, iou=0.3)
+    plain = inner.ask_batch([(b.test_path, b.template_path) for b in boards[:2]], "Describe all defects.")
+    both = checked.ask_batch([(b.test_path, b.template_path) for b in boards[:2]], "Describe all defects.")
+    for p, c in zip(plain, both):
+        assert set(c.answer.detections) <= set(p.answer.detections)
+        parse(c.answer_text)
+    assert checked.vlm is inner.vlm and "blur_check_sigma" in checked.version_info
+
+
+def test_no_template_mode_asks_boards_alone(boards):
+    inner = FixedAnswers([], [])
+    cfg = EvalConfig(batch_size=8)
+    results = run_inspector(inner, boards[:2], cfg, templates_as_input=False)
+    assert [tmpl for _, tmpl in inner.seen[0]] == [None] * 4
+    assert [r.kind for r in results] == ["test", "test", "template", "template"]
+    run_inspector(inner, boards[:2], cfg)
+    assert [tmpl for _, tmpl in inner.seen[1]] == [b.template_path for b in boards[:2]] * 2
+
+
+def test_evaluate_with_robustness_reports_every_perturbation(tiny_model, boards, tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    cfg.eval.latency_samples = 1
+    metrics = evaluate_model(tiny_model / "int8" / "model", boards[:1], cfg, tmp_path / "out", "tiny",
+                             robustness=True, templates_as_input=False)
+    names = set(perturbations(cfg.eval))
+    assert set(metrics["robustness"]) == names
+    for m in metrics["robustness"].values():
+        assert {"f1_iou33", "hallucination_rate", "template_false_alarm", "severity"} <= set(m)
+        assert m["n_images"] == 1 and m["n_templates"] == 1
+    line = json.loads(json_line(metrics))
+    assert set(line["robustness"]) == names and "f1_iou33" in line
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(saved["robustness"]) == names and saved["settings"]["templates_as_input"] is False
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert 'id="robustness"' in html and "no-template mode" in html
+    assert 'id="robustness"' not in render_html(evaluate(FixedAnswers([], []), boards[:1], cfg.eval, cfg.data.classes)[0],
+                                                [], cfg.eval)

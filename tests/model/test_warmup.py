@@ -1,0 +1,43 @@
+"""The text-only language warm-up: it drops the picture, scores only the decided tokens,
+and changes the language model but never the vision tower."""
+import torch
+
+from components.qa.grammar import ASK
+from components.train.stages import new_model
+from components.train.warmup import encode, text_only, train_warmup
+from tests.conftest import tiny_cfg
+
+ROW = {
+    "images": ["unused.png"],
+    "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "question : any spurs ?"}]}],
+    "completion": [{"role": "assistant", "content": [{"type": "text",
+                   "text": "[ASK] spur list R1 tl spur s8 [YES] R2 br short s2 [NO] [EOF]"}]}],
+}
+
+
+def test_rows_lose_the_picture_and_keep_the_text():
+    (row,) = text_only([ROW])
+    assert "images" not in row
+    assert [c["type"] for c in row["prompt"][0]["content"]] == ["text"]
+    assert row["completion"] == ROW["completion"]
+
+
+def test_loss_covers_topic_mode_and_decisions_only(tmp_path):
+    vlm = new_model(tiny_cfg(tmp_path))
+    (ids, labels), = encode(vlm.processor, text_only([ROW]))
+    tok = vlm.processor.tokenizer
+    kept = tok.convert_ids_to_tokens(labels[labels != -100].tolist())
+    assert kept == ["spur", "list", "[YES]", "[NO]"]
+    assert tok.convert_tokens_to_ids(ASK) in ids.tolist()
+
+
+def test_warmup_trains_the_language_model_not_the_vision_tower(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    vlm = new_model(cfg)
+    before = {n: p.detach().clone() for n, p in vlm.model.named_parameters()}
+    figures = train_warmup(vlm, [ROW] * 4, cfg.train)
+    after = dict(vlm.model.named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert any("language_model.layers" in n for n in changed)
+    assert not any("visual" in n for n in changed)
+    assert figures["warmup_steps"] == cfg.train.warmup_steps and figures["warmup_loss"] > 0
