@@ -49,3 +49,14 @@ def test_evaluate_on_a_folder_without_boards(tmp_path, tiny_model):
     result = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--model", str(tiny_model / "int8" / "model"),
                                  "--params", "none"])
     assert result.exit_code == 2 and "no '<id>_test.jpg' images" in result.output
+
+
+def test_params_yaml_matches_the_config_defaults():
+    """params.yaml is the defaults written out; if they drift apart, `make run` silently
+    trains with stale values."""
+    from pathlib import Path
+
+    from components.config import load
+
+    root = Path(__file__).resolve().parents[1]
+    assert load(root / "params.yaml").to_dict() == load(None).to_dict()
