@@ -15,6 +15,7 @@ import itertools
 import math
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -105,9 +106,20 @@ def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float, log_path
 
 # ---------------------------------------------------------------- the load
 
+def batch_counts(url: str) -> tuple[float, float]:
+    """(model calls, requests answered by them) so far, from the server's batch-size histogram."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+    except httpx.HTTPError:
+        return math.nan, math.nan
+    found = dict(re.findall(r"^defectqa_batch_size_(count|sum) (\S+)$", text, re.M))
+    return float(found.get("count", "nan")), float(found.get("sum", "nan"))
+
+
 def run_level(url: str, boards, n: int, concurrency: int) -> dict:
     """n requests from `concurrency` threads; each thread keeps one connection."""
     counter, lock = itertools.count(), threading.Lock()
+    calls0, asked0 = batch_counts(url)
     latencies: list[float] = []
     errors: list[str] = []
 
@@ -130,7 +142,9 @@ def run_level(url: str, boards, n: int, concurrency: int) -> dict:
         for f in [pool.submit(worker) for _ in range(concurrency)]:
             f.result()
     wall = time.perf_counter() - start
-    return {"concurrency": concurrency, "requests": n, "errors": len(errors), "wall_s": wall,
+    calls1, asked1 = batch_counts(url)
+    mean_batch = (asked1 - asked0) / (calls1 - calls0) if calls1 > calls0 else math.nan
+    return {"concurrency": concurrency, "requests": n, "errors": len(errors), "wall_s": wall, "mean_batch": mean_batch,
             "p50": percentile(latencies, 0.50), "p95": percentile(latencies, 0.95),
             "throughput": len(latencies) / wall, "error_kinds": sorted(set(errors))}
 
@@ -150,11 +164,12 @@ def table(rows: list[dict], model: dict, n_boards: int) -> str:
     head = (f"Serving benchmark: POST /v1/inspect, {rows[0]['requests']} requests per level, {n_boards} DeepPCB "
             f"boards with templates, model {model['name']} version {model['version']}, "
             f"{os.cpu_count()} CPUs ({platform.machine()}), {time.strftime('%Y-%m-%d %H:%M')}\n\n")
-    lines = ["| concurrency | requests | errors | p50 latency (s) | p95 latency (s) | throughput (req/s) |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| concurrency | requests | errors | p50 latency (s) | p95 latency (s) | throughput (req/s) "
+             "| requests per model call |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['p50']:.3f} | {r['p95']:.3f} "
-                     f"| {r['throughput']:.2f} |")
+                     f"| {r['throughput']:.2f} | {r['mean_batch']:.2f} |")
     kinds = {k for r in rows for k in r["error_kinds"]}
     return head + "\n".join(lines) + (f"\n\nErrors seen: {', '.join(sorted(kinds))}" if kinds else "") + "\n"
 

@@ -178,6 +178,10 @@ class ServeConfig:
     max_question_chars: int = 500
     reload_interval_s: float = 10.0
     """How often the service checks the registry for a newly promoted champion."""
+    max_batch: int = 8
+    """Most concurrent requests answered together in one model call (1: one request per call)."""
+    batch_wait_ms: float = 5.0
+    """How long a request that finds the model idle waits for others to join its batch."""
 
 
 @dataclass

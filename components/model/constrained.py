@@ -23,12 +23,17 @@ class ScanLogits(LogitsProcessor):
         choice_cls = [ids(c) for c in classes]
         head: list[int | list[int]] = [ids(ASK), choice_cls + [ids(ALL)], [ids(m) for m in MODES]]
         self.steps = []
+        self.decisions: list[list[int]] = []
+        """For each row, the positions (in generated tokens) of its regions' decisions."""
         for descs in rows:
-            steps = list(head)
+            steps, decisions = list(head), []
             for desc in descs:
                 # An int is a forced token, a list is a choice.
-                steps += [ids(tok) for tok in desc] + [choice_cls + [ids(YES), ids(NO)]]
+                steps += [ids(tok) for tok in desc]
+                decisions.append(len(steps))
+                steps.append(choice_cls + [ids(YES), ids(NO)])
             self.steps.append(steps + [ids("[EOF]"), self.eos])
+            self.decisions.append(decisions)
         self.max_new_tokens = max(len(s) for s in self.steps)
 
     def allowed(self, position: int, row: int = 0) -> list[int]:
@@ -36,9 +41,17 @@ class ScanLogits(LogitsProcessor):
         step = steps[position] if position < len(steps) else self.eos
         return step if isinstance(step, list) else [step]
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def forced(self, position: int) -> list[int] | None:
+        """The token each row must write at `position`, or None when some row has a choice there."""
+        out = [self.allowed(position, row) for row in range(len(self.steps))]
+        return None if any(len(a) > 1 for a in out) else [a[0] for a in out]
+
+    def mask(self, position: int, scores: torch.Tensor) -> torch.Tensor:
+        """0 where a row may write a token at `position`, -inf elsewhere; shaped like scores (rows, vocab)."""
         mask = torch.full_like(scores, float("-inf"))
-        position = input_ids.shape[1] - self.prompt_len
         for row in range(scores.shape[0]):
             mask[row, self.allowed(position, row)] = 0.0
-        return scores + mask
+        return mask
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        return scores + self.mask(input_ids.shape[1] - self.prompt_len, scores)

@@ -40,7 +40,8 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"
 
 def create_app(cfg: Config, model_uri: str | None = None) -> FastAPI:
     """The service for `model_uri` (default: follow `models:/<cfg.registered_model>@champion`)."""
-    holder = ModelHolder(cfg, model_uri)
+    metrics = Metrics()
+    holder = ModelHolder(cfg, model_uri, on_batch=metrics.batch_size.observe)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -49,7 +50,7 @@ def create_app(cfg: Config, model_uri: str | None = None) -> FastAPI:
         holder.stop()
 
     app = FastAPI(title="DefectQA inspector", version="1", lifespan=lifespan)
-    app.state.holder, app.state.metrics, app.state.cfg = holder, Metrics(), cfg
+    app.state.holder, app.state.metrics, app.state.cfg = holder, metrics, cfg
     app.add_middleware(BodyLimit, limit=limits.body_limit(cfg.serve))
     _add_error_handlers(app)
     _add_metrics_middleware(app)

@@ -22,6 +22,8 @@ class Metrics:
         self.reloads = Gauge("defectqa_model_reloads", "Hot swaps to a newly promoted champion since start",
                              registry=r)
         self.model = Info("defectqa_model", "The model serving now", registry=r)
+        self.batch_size = Histogram("defectqa_batch_size", "Requests answered per model call (micro-batching)",
+                                    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32), registry=r)
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()

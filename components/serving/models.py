@@ -5,6 +5,9 @@ registry every `cfg.serve.reload_interval_s`; when the champion version changed 
 loads the new model off to the side and then replaces the reference in one
 assignment. A request takes the reference once, so requests in flight finish on the
 model they started with, and new requests go to the new one.
+
+Each `Served` model answers through its own micro-batcher (components/serving/batcher.py):
+concurrent requests are answered together, up to `serve.max_batch` per model call.
 """
 from __future__ import annotations
 
@@ -15,11 +18,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
 
 from components.config import Config
 from components.registry import registry
+from components.serving.batcher import Batcher
 
 log = logging.getLogger("defectqa.serving")
 _CHAMPION_URI = re.compile(r"^(?:models:/(?P<name>[^/@]+))?@champion$")
@@ -31,14 +36,18 @@ class NoModel(RuntimeError):
 
 @dataclass
 class Served:
-    """One loaded model; never mutated after creation except for its forward lock."""
+    """One loaded model; never mutated after creation (its batcher keeps its own queue)."""
     inspector: object
     name: str
     version: str
     folder: Path
     loaded_at: float = field(default_factory=time.time)
-    # One forward at a time per model: generate() on a shared model is not meant to run concurrently.
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # The only way requests reach the model: one batch at a time, from the batcher's worker.
+    batcher: Batcher | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.batcher is None:
+            self.batcher = Batcher(self.inspector)
 
     def info(self) -> dict:
         return {"name": self.name, "version": self.version}
@@ -55,8 +64,10 @@ class ModelHolder:
     """The model a service answers with: `models:/<name>@champion` (followed), or a fixed version,
     alias or folder (loaded once)."""
 
-    def __init__(self, cfg: Config, model_uri: str | None = None):
+    def __init__(self, cfg: Config, model_uri: str | None = None, on_batch: Callable[[int], None] | None = None):
+        """on_batch(size) is called for each model call (e.g. a batch-size metric)."""
         self.uri = model_uri or f"models:/{cfg.registered_model}@champion"
+        self.on_batch = on_batch
         self.follows = champion_target(cfg, model_uri)
         self.cfg = dataclasses.replace(cfg, registered_model=self.follows) if self.follows else cfg
         self.interval = cfg.serve.reload_interval_s
@@ -111,10 +122,9 @@ class ModelHolder:
         return served
 
     def ask(self, image: Image.Image, question: str, template: Image.Image | None = None):
-        """(InspectResult, Served) from the model serving right now."""
+        """(InspectResult, Served) from the model serving right now, batched with concurrent requests."""
         served = self.require()  # taken once: a swap during this call does not affect it
-        with served.lock:
-            return served.inspector.ask(image, question, template), served
+        return served.batcher.ask(image, question, template), served
 
     # ------------------------------------------------------------ loading
 
@@ -151,11 +161,12 @@ class ModelHolder:
         log.info("serving %s version %s (was %s)", self.follows, version, current.version if current else "none")
         return True
 
-    @staticmethod
-    def _load(folder: Path, name: str, version: str) -> Served:
+    def _load(self, folder: Path, name: str, version: str) -> Served:
         from components.model.inference import Inspector  # torch import: only when a model loads
 
-        return Served(Inspector.load(folder), name, str(version), Path(folder))
+        inspector = Inspector.load(folder)
+        batcher = Batcher(inspector, self.cfg.serve.max_batch, self.cfg.serve.batch_wait_ms / 1000, self.on_batch)
+        return Served(inspector, name, str(version), Path(folder), batcher=batcher)
 
     def _fixed_identity(self, folder: Path) -> tuple[str, str]:
         """(name, version) to report: registry downloads live in <cache>/<name>/v<version>/..."""

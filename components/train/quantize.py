@@ -1,4 +1,9 @@
-"""Stage 4: int8 for CPU serving — dynamic quantization of every Linear layer.
+"""Stage 4: int8 for CPU serving — dynamic quantization of the language model's Linear layers.
+
+The vision tower and its spatial head stay fp32: dynamic int8 picks one activation scale
+per call, so a quantized vision tower would make a board's regions (its boxes) depend on
+whichever other boards share its batch in the service. The language model is ~80 % of
+the weights and most of the decoding time, so that is where int8 pays.
 
 Weights are stored in fp32 and quantized at load time (deterministic), because a
 dynamically quantized transformers model cannot be re-saved with save_pretrained.
@@ -13,10 +18,14 @@ from torch import nn
 
 
 def quantize_int8(vlm) -> None:
-    """Replace the Linear layers of the Qwen-VL model with dynamic int8 ones, in place."""
+    """Replace the language model's Linear layers (and the output head) with dynamic int8 ones."""
+    inner = vlm.model.model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        vlm.model = torch.ao.quantization.quantize_dynamic(vlm.model, {nn.Linear}, dtype=torch.qint8)
+        inner.language_model = torch.ao.quantization.quantize_dynamic(inner.language_model, {nn.Linear},
+                                                                      dtype=torch.qint8)
+        vlm.model.lm_head = torch.ao.quantization.quantize_dynamic(
+            nn.Sequential(vlm.model.lm_head), {nn.Linear}, dtype=torch.qint8)[0]
     vlm.model.eval()
 
 

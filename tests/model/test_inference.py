@@ -38,6 +38,50 @@ def test_batched_answers_equal_single_answers(tiny_model, boards):
     assert [r.raw for r in batch] == [r.raw for r in single]
 
 
+def _pictures(inspector, pairs):
+    from components.model.fuse import fuse, open_gray
+
+    return [fuse(open_gray(img), tmpl, inspector.vlm.meta.input_size) for img, tmpl in pairs]
+
+
+def test_chunked_decoding_writes_what_generate_writes(tiny_model, boards):
+    """The KV-cache loop that feeds forced tokens in chunks gives model.generate's text exactly:
+    a batch whose rows have different numbers of regions (one none) and different questions
+    (prompts of different lengths, left-padded)."""
+    inspector = Inspector.load(tiny_model / "int8" / "model", quantize=False)
+    pairs = [(b.test_path, b.template_path) for b in boards[:3]] + [(boards[3].test_path, None)]
+    pictures = _pictures(inspector, pairs)
+    regions = [descriptors([Detection(c, (10 * i, 10 * i, 10 * i + 30, 10 * i + 20), 0.1 * i)
+                            for i, c in enumerate(["spur", "short", "open", "mousebite", "copper", "pin-hole"] * 2)],
+                           (640, 640))]
+    descs = [regions[0][:8], regions[0][:3], [], regions[0][:5]]
+    same = ["question : describe all defects."] * 4
+    mixed = ["question : any spurs?", "question : where is the short circuit on this board?",
+             "question : how many defects?", "question : describe all defects."]
+    assert len(set(inspector._inputs(pictures, mixed)["attention_mask"].sum(-1).tolist())) > 1  # padded
+    for texts in (same, mixed):
+        fast = inspector._generate(pictures, texts, descs)
+        assert [raw for raw, _ in fast] == inspector._generate_reference(pictures, texts, descs)
+        for (raw, logprobs), d in zip(fast, descs):
+            assert len(logprobs) == len(d) and all(lp <= 0 for lp in logprobs)
+            assert raw.endswith("[EOF]") and len(resolve_scan(raw, [Detection("spur", (0, 0, 1, 1), 0.5)] * len(d),
+                                                              tuple(inspector.vlm.meta.classes)).detections) <= len(d)
+
+
+def test_mixed_questions_in_one_batch_answer_like_single_asks(tiny_model, boards):
+    inspector = Inspector.load(tiny_model / "int8" / "model", quantize=False)
+    pairs = [(b.test_path, b.template_path) for b in boards[:2]] + [(boards[2].test_path, None)]
+    questions = ["Any spurs?", "Where is the short circuit on this board?", "How many defects?"]
+    batch = inspector.ask_batch(pairs, questions)
+    single = [inspector.ask(img, q, tmpl) for (img, tmpl), q in zip(pairs, questions)]
+    assert [r.raw for r in batch] == [r.raw for r in single]
+    assert [len(r.decision_logprobs) for r in batch] == [len(r.regions) for r in batch]
+    flat = lambda results: [lp for r in results for lp in r.decision_logprobs]  # noqa: E731
+    assert flat(batch) == pytest.approx(flat(single), abs=1e-4)
+    with pytest.raises(ValueError, match="2 questions for 3 boards"):
+        inspector.ask_batch(pairs, questions[:2])
+
+
 def test_empty_question_is_refused(tiny_model, boards):
     inspector = Inspector.load(tiny_model / "int8" / "model")
     with pytest.raises(ValueError, match="empty"):
@@ -69,3 +113,20 @@ def test_constrained_decoding_always_yields_grammar(tmp_path):
         assert ids[0, -1].item() == tok.eos_token_id
         answer = resolve_scan(tok.decode(ids[0], skip_special_tokens=True), regs)
         assert len(answer.detections) <= len(regs)
+
+
+def test_int8_quantizes_the_language_model_and_keeps_regions_independent_of_the_batch(tiny_model, boards):
+    """Boxes must not depend on which other boards share a served batch: the vision side stays fp32."""
+    inspector = Inspector.load(tiny_model / "int8" / "model", quantize=True)
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
+    def int8_layers(module):
+        return sum(isinstance(m, Int8Linear) for m in module.modules())
+
+    assert int8_layers(inspector.vlm.model.model.language_model) > 0
+    assert int8_layers(inspector.vlm.model.model.visual) == 0
+    pairs = [(b.test_path, b.template_path) for b in boards[:3]]
+    alone = inspector.ask_batch(pairs[:1], "Describe all defects.")[0]
+    batched = inspector.ask_batch(pairs, "Describe all defects.")[0]
+    assert [(r.cls, r.box) for r in alone.regions] == [(r.cls, r.box) for r in batched.regions]
+    assert [r.conf for r in alone.regions] == pytest.approx([r.conf for r in batched.regions], abs=1e-5)

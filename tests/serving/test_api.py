@@ -146,6 +146,76 @@ def test_chat_completions_with_the_openai_client(server, store, boards):
             {"type": "text", "text": "Any spurs?"}]}])
 
 
+def test_concurrent_requests_are_batched_and_answered_as_if_alone(store, boards, tiny_model):
+    """Requests arriving together share model calls; each gets the answer it would get alone.
+    Served: the fp32 model (int8 quantizes each layer's input with one scale per call, so its
+    answers may depend slightly on the rest of the batch)."""
+    folder = tiny_model / "calibrated" / "model"
+    cfg = dataclasses.replace(store, serve=dataclasses.replace(store.serve, max_batch=4, batch_wait_ms=1000.0))
+    questions = [QUESTION, "Any spurs?", "How many defects in the top left?", "Where is the short circuit?"]
+    asks = [(b.test_path, b.template_path if k % 3 else None, questions[k % 4])
+            for k, b in enumerate((boards[:4] * 2)[:7])]
+    got: dict[int, httpx.Response] = {}
+    app = create_app(cfg, str(folder))
+    with BackgroundServer(app) as server:
+        start = threading.Barrier(len(asks))
+
+        def client(k):
+            board, template, question = asks[k]
+            start.wait()
+            got[k] = inspect(server.url, board, template, question)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(len(asks))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        batcher = app.state.holder.current.batcher
+        metrics = httpx.get(f"{server.url}/metrics").text
+
+    direct = Inspector.load(folder)
+    for k, (board, template, question) in enumerate(asks):
+        assert got[k].status_code == 200, got[k].text
+        want = direct.ask(board, question, template)
+        body = got[k].json()
+        assert body["answer_text"] == want.answer_text, (k, question)
+        assert [d["box"] for d in body["defects"]] == [list(d.box) for d in want.answer.detections]
+    assert batcher.calls < len(asks)  # 7 requests, at most 4 per call: 2 calls when they all arrive together
+    assert f"defectqa_batch_size_count {float(batcher.calls)}" in metrics
+    assert f"defectqa_batch_size_sum {float(len(asks))}" in metrics
+
+
+def test_a_failing_request_does_not_fail_its_batch(boards, tiny_model):
+    """The batcher asks a failed batch's requests again one by one: only the bad one fails."""
+    from components.serving.batcher import Batcher
+
+    inspector = Inspector.load(tiny_model / "calibrated" / "model")
+    sizes: list[int] = []
+    batcher = Batcher(inspector, max_batch=3, wait_s=2.0, on_batch=sizes.append)
+    small = Image.open(boards[1].template_path).resize((320, 320))  # a template that does not fit its board
+    asks = [(boards[0].test_path, QUESTION, boards[0].template_path), (boards[1].test_path, "Any spurs?", small),
+            (boards[2].test_path, "How many defects?", None)]
+    out: dict[int, object] = {}
+    start = threading.Barrier(len(asks))
+
+    def client(k):
+        start.wait()
+        try:
+            out[k] = batcher.ask(asks[k][0], asks[k][1], asks[k][2])
+        except ValueError as exc:
+            out[k] = exc
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(len(asks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert isinstance(out[1], ValueError) and "template is 320x320" in str(out[1])
+    for k in (0, 2):
+        assert out[k].answer_text == inspector.ask(*asks[k]).answer_text
+    assert sizes == [3, 1, 1, 1]  # the batch, then each request alone
+
+
 # ---------------------------------------------------------------- refusals
 
 def _chat(url, payload=None, content: bytes | None = None):
