@@ -45,8 +45,9 @@ repro: setup  ## the same stages through DVC (after a month was ingested and val
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
 
 REQUESTS ?= 1000
+MODEL ?=
 bench-serve: setup  ## load-test the inspector service on the champion (REQUESTS per concurrency 1, 4, 8)
-	$(PY) benchmarks/serve_load.py --requests $(REQUESTS) --out .defectqa/reports/bench-serve.md
+	$(PY) benchmarks/serve_load.py --requests $(REQUESTS) $(if $(MODEL),--model $(MODEL)) --out .defectqa/reports/bench-serve.md
 
 clean:
 	rm -rf .defectqa

@@ -13,11 +13,13 @@ from components.config import GateConfig
 
 # (metric, GateConfig field, op). Strict ops: the threshold itself fails.
 RULES: tuple[tuple[str, str, str], ...] = (
+    ("f1_iou33", "min_f1_iou33", ">"),
     ("center_rmse_px", "max_center_rmse_px", "<"),
     ("hallucination_rate", "max_hallucination_rate", "<"),
     ("latency_p95_s", "max_latency_p95_s", "<"),
     ("count_exact", "min_count_exact", ">"),
     ("ece", "max_ece", "<"),
+    ("template_false_alarm", "max_template_false_alarm", "<"),
 )
 GATED: tuple[str, ...] = tuple(r[0] for r in RULES)
 
