@@ -4,8 +4,8 @@ from __future__ import annotations
 from components.config import GateConfig
 from components.registry.gate import GATED, judge
 
-GOOD = {"center_rmse_px": 8.0, "hallucination_rate": 0.01, "latency_p95_s": 0.5,
-        "count_exact": 0.99, "ece": 0.02}
+GOOD = {"f1_iou33": 0.9, "center_rmse_px": 7.0, "hallucination_rate": 0.01, "latency_p95_s": 0.5,
+        "count_exact": 0.99, "ece": 0.02, "template_false_alarm": 0.0}
 
 
 def test_good_metrics_pass():
@@ -37,8 +37,8 @@ def test_worse_than_champion_fails_even_within_thresholds():
     v = judge(GOOD, GateConfig(), champ)
     failed = {(c.metric, c.op) for c in v.failures}
     assert failed == {("center_rmse_px", "<="), ("count_exact", ">=")}
-    assert "center_rmse_px = 8 is not <= champion's 6" in v.summary()
-    assert "over by 2" in v.summary()
+    assert "center_rmse_px = 7 is not <= champion's 6" in v.summary()
+    assert "over by 1" in v.summary()
 
 
 def test_tolerance_only_relaxes_the_champion_comparison():
