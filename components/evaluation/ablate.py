@@ -23,7 +23,7 @@ from components.evaluation.evaluate import evaluate
 from components.evaluation.metrics import headline
 from components.evaluation.run import load_inspector, samples_of
 
-STAGE_ORDER = ("spatial", "warmup", "sft", "dpo", "calibrated", "int8")
+STAGE_ORDER = ("spatial", "sft", "dpo", "calibrated", "int8")
 """Run-folder stages in training order; a stage a run does not have is skipped."""
 
 

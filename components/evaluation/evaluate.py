@@ -16,17 +16,22 @@ from components.data.records import Sample
 from components.evaluation.metrics import ImageResult, compute_metrics
 
 
+def _reference(s: Sample, templates_as_input: bool) -> str | None:
+    """The template the model is given with an image: the board's own, or none (no-template mode)."""
+    return s.template_path if templates_as_input else None
+
+
 def _jobs(samples: list[Sample], templates: bool, templates_as_input: bool = True) -> list[tuple[Sample, str, str, str | None]]:
     """(sample, kind, image, template) for each board, then each template asked alone.
 
     templates_as_input=False: the model sees every board alone (template None), the
     no-template mode; templates are still asked about, as defect-free boards.
     """
-    ref = (lambda s: s.template_path) if templates_as_input else (lambda s: None)
-    jobs = [(s, "test", s.test_path, ref(s)) for s in samples]
+    jobs = [(s, "test", s.test_path, _reference(s, templates_as_input)) for s in samples]
     if templates:
         # A template is a defect-free board: ask about it against itself.
-        jobs += [(s, "template", s.template_path, ref(s)) for s in samples if s.template_path]
+        jobs += [(s, "template", s.template_path, _reference(s, templates_as_input))
+                 for s in samples if s.template_path]
     return jobs
 
 
@@ -53,9 +58,9 @@ def run_inspector(inspector, samples: Iterable[Sample], cfg: EvalConfig, templat
 
 def measure_latency(inspector, samples: list[Sample], cfg: EvalConfig, templates_as_input: bool = True) -> dict:
     """p50 / p95 seconds of single asks (board + template, or board alone) on the first cfg.latency_samples boards."""
-    ref = (lambda s: s.template_path) if templates_as_input else (lambda s: None)
-    inspector.ask(samples[0].test_path, cfg.question, ref(samples[0]))  # warm-up, not timed
-    times = [inspector.ask(s.test_path, cfg.question, ref(s)).latency_s for s in samples[: cfg.latency_samples]]
+    inspector.ask(samples[0].test_path, cfg.question, _reference(samples[0], templates_as_input))  # warm-up
+    times = [inspector.ask(s.test_path, cfg.question, _reference(s, templates_as_input)).latency_s
+             for s in samples[: cfg.latency_samples]]
     return {"latency_p50_s": float(np.percentile(times, 50)), "latency_p95_s": float(np.percentile(times, 95)),
             "latency_samples": len(times)}
 

@@ -28,15 +28,13 @@ def load_inspector(model_dir: Path, cfg: Config, quantize: bool | None = None, b
 
 def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir: Path, name: str,
                    quantize: bool | None = None, export: Path | None = None, templates_as_input: bool = True,
-                   robustness: bool = False, blur_check: bool = False, inspector=None) -> dict:
+                   robustness: bool = False, blur_check: bool = False) -> dict:
     """Metrics of one model on samples; report.html and metrics.json go to out_dir.
 
     templates_as_input=False: no-template mode (the model sees each board alone);
-    robustness: add the per-perturbation section; blur_check: the blur-consistency check;
-    inspector: use this one (already loaded) instead of loading model_dir.
+    robustness: add the per-perturbation section; blur_check: the blur-consistency check.
     """
-    if inspector is None:
-        inspector = load_inspector(model_dir, cfg, quantize, blur_check)
+    inspector = load_inspector(model_dir, cfg, quantize, blur_check)
     metrics, results = evaluate(inspector, samples, cfg.eval, cfg.data.classes, desc=f"evaluating {name}",
                                 templates_as_input=templates_as_input, robustness=robustness)
     # Nested (not scalar), so headline() and MLflow logging leave it out.

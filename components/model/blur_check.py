@@ -15,7 +15,6 @@ import torch
 from PIL import Image, ImageFilter
 from torchvision.ops import box_iou
 
-from components.config import EvalConfig
 from components.model.fuse import open_gray
 from components.qa.grammar import ALL, ASK, Answer, Detection, render
 
@@ -57,12 +56,6 @@ class BlurChecked:
 
     def __init__(self, inner, sigma: float = 1.5, iou: float = 0.3):
         self.inner, self.sigma, self.iou = inner, sigma, iou
-
-    @classmethod
-    def load(cls, folder: str | Path, cfg: EvalConfig, quantize: bool | None = None) -> "BlurChecked":
-        from components.model.inference import Inspector
-
-        return cls(Inspector.load(folder, quantize=quantize), cfg.blur_check_sigma, cfg.blur_check_iou)
 
     @property
     def vlm(self):
