@@ -90,6 +90,14 @@ class ModelConfig:
     region_floor: float = 0.15
     """Candidates scoring below this never reach the language model."""
     head_channels: int = 128
+    refine: bool = True
+    """Failure-aware refinement: a second stage re-checks every candidate's class (or "none")."""
+    refine_floor: float = 0.05
+    """Candidates down to this head score go to the refiner (it decides; region_floor then applies)."""
+    refine_crop: int = 32
+    """Side in pixels the refiner's crop of each candidate is resampled to."""
+    refine_context: float = 2.0
+    """The refiner's crop is this many times the candidate box's longer side (24-96 model pixels)."""
 
 
 @dataclass
@@ -125,6 +133,11 @@ class TrainConfig:
     """bf16 autocast for the spatial stage; off: torch 2.14's CPU SDPA backward is ~40x slower in bf16."""
     spatial_template_share: float = 0.1
     """Share of boards whose defect-free template joins spatial training as a negative."""
+    refine_views: int = 1
+    """Refiner training: dihedral copies of each training board the spatial branch proposes on."""
+    refine_epochs: int = 5
+    refine_batch: int = 128
+    refine_lr: float = 2e-3
 
 
 @dataclass

@@ -13,6 +13,7 @@ import torch
 
 from components.data.records import Box
 from components.model.fuse import Frame
+from components.model.refiner import recheck
 from components.model.spatial_head import decode
 from components.model.tokenizer import score_token
 from components.qa.generate import quadrant, reading_order
@@ -28,11 +29,19 @@ def calibrate(score: float, calibration: dict) -> float:
 
 @torch.no_grad()
 def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Detection]]:
-    """Candidates per picture, in reading order, boxes in original pixels, conf = raw head score."""
+    """Candidates per picture, in reading order, boxes in original pixels, conf = raw head score
+    (or the refiner's probability of its class, when the model has a refiner)."""
     out = vlm.spatial(images_uint8)
     meta = vlm.meta
+    if vlm.refiner is None:
+        decoded = decode(out, vlm.stride, meta.region_floor, meta.max_regions)
+    else:
+        # The head proposes generously; the refiner names each candidate (or drops it).
+        candidates = decode(out, vlm.stride, meta.refiner["floor"], 2 * meta.max_regions)
+        rechecked = recheck(vlm.refiner, images_uint8, out, candidates, vlm.stride, meta.region_floor)
+        decoded = [sorted(ds, key=lambda d: -d[1])[: meta.max_regions] for ds in rechecked]
     result = []
-    for dets, frame in zip(decode(out, vlm.stride, meta.region_floor, meta.max_regions), frames):
+    for dets, frame in zip(decoded, frames):
         regs = [Detection(meta.classes[k], frame.to_original(box), score) for k, score, box in dets]
         order = reading_order([Box(*r.box, cls=r.cls) for r in regs])
         result.append([regs[i] for i in order])

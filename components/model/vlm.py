@@ -19,6 +19,7 @@ from components.model.spatial_head import SpatialHead
 
 META_FILE = "defectqa.json"
 HEAD_FILE = "spatial_head.pt"
+REFINER_FILE = "refiner.pt"
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Meta:
     quantize: str = "none"
     """'int8' = dynamic int8 Linear layers applied at load time (the served model)."""
     dataset_version: str = ""
+    refiner: dict = field(default_factory=dict)
+    """Refiner settings (floor, crop, context); empty = no refinement stage (head scores only)."""
 
 
 def patchify(images: torch.Tensor, patch: int, merge: int = 2, temporal: int = 2) -> torch.Tensor:
@@ -61,6 +64,11 @@ class DefectVLM(nn.Module):
         self.model, self.processor, self.meta = model, processor, meta
         vis = model.config.vision_config
         self.head = SpatialHead(vis.hidden_size, len(meta.classes), meta.head_channels)
+        self.refiner = None
+        if meta.refiner:
+            from components.model.refiner import Refiner
+
+            self.refiner = Refiner(len(meta.classes), crop=meta.refiner["crop"], context=meta.refiner["context"])
 
     @property
     def grid(self) -> int:
@@ -92,6 +100,8 @@ class DefectVLM(nn.Module):
         self.model.save_pretrained(folder)
         self.processor.save_pretrained(folder)
         torch.save(self.head.state_dict(), folder / HEAD_FILE)
+        if self.refiner is not None:
+            torch.save(self.refiner.state_dict(), folder / REFINER_FILE)
         (folder / META_FILE).write_text(json.dumps(self.meta.__dict__, indent=2))
         return folder
 
@@ -108,6 +118,8 @@ class DefectVLM(nn.Module):
         model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         vlm = cls(model, processor, meta)
         vlm.head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu"))
+        if vlm.refiner is not None:
+            vlm.refiner.load_state_dict(torch.load(folder / REFINER_FILE, map_location="cpu"))
         vlm.eval()
         if quantize if quantize is not None else meta.quantize == "int8":
             from components.train.quantize import quantize_int8

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,8 +60,9 @@ def new_model(cfg: Config, dataset_version: str = "") -> DefectVLM:
 
     model, processor = build(cfg)
     m = cfg.model
+    refiner = {"floor": m.refine_floor, "crop": m.refine_crop, "context": m.refine_context} if m.refine else {}
     meta = Meta(list(cfg.data.classes), m.input_size, m.patch_size, m.max_regions, m.region_floor, m.head_channels,
-                dataset_version=dataset_version)
+                dataset_version=dataset_version, refiner=refiner)
     return DefectVLM(model, processor, meta)
 
 
@@ -71,8 +73,9 @@ def lm_samples(splits: dict[str, list[Sample]], cfg: Config) -> list[Sample]:
 
 def run_spatial(train: list[Sample], cfg: Config, out: Path, dataset_version: str, log: Log = None,
                 lm_boards: list[Sample] | None = None) -> dict:
-    """Stage 1: build the model and train its vision tower + spatial head; then propose
-    regions on the language model's boards (lm_boards, default: train)."""
+    """Stage 1: build the model and train its vision tower + spatial head, then (model.refine)
+    the refiner on the head's proposals; then propose regions on the language model's
+    boards (lm_boards, default: train)."""
     import torch
 
     from components.train.images import FusedSet
@@ -84,11 +87,26 @@ def run_spatial(train: list[Sample], cfg: Config, out: Path, dataset_version: st
     vlm = new_model(cfg, dataset_version)
     data = FusedSet(train, cfg.data.classes, cfg.model.input_size, cfg.train.spatial_template_share, cfg.train.seed)
     figures = train_spatial(vlm, data, cfg.train, out / "work", log)
+    if vlm.refiner is not None:
+        figures.update(_train_refiner(vlm, data, cfg))
     vlm.save(out / "model")
     n_images = len(data)
     del data  # ~0.6 MB per board: free it before proposing regions
     _views(vlm, lm_boards or train, cfg, out)
     return _finish(out, {**figures, "train_images": n_images})
+
+
+def _train_refiner(vlm: DefectVLM, data, cfg: Config) -> dict:
+    """Stage 1b: the refiner learns on the trained head's proposals over the training boards."""
+    from components.train.refine import collect, train_refiner
+
+    t = cfg.train
+    start = time.time()
+    examples = collect(vlm, vlm.refiner, data, vlm.meta.refiner["floor"], 2 * vlm.meta.max_regions, cfg.eval.iou,
+                       t.refine_views, t.seed)
+    collect_minutes = (time.time() - start) / 60
+    return {**train_refiner(vlm.refiner, examples, t.refine_epochs, t.refine_batch, t.refine_lr, t.seed),
+            "refine_collect_minutes": collect_minutes}
 
 
 def _views(vlm, train: list[Sample], cfg: Config, out: Path):
