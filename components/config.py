@@ -171,11 +171,12 @@ class EvalConfig:
 
 @dataclass
 class GateConfig:
-    """Absolute thresholds on the int8 candidate's held-out metrics. f1, centre error and template
-    false alarms sit just under what `make run` measured (F1 0.817, 6.26 px, 0.0; 2026-11-26), so
-    a regression fails; the others are the product targets the model does not reach yet."""
-    min_f1_iou33: float = 0.78
-    max_center_rmse_px: float = 8.0
+    """Absolute thresholds on the int8 candidate's held-out metrics, judged as served (blur check on).
+    f1 and centre error sit just under what `make run` + `defectqa ablate` measured (F1 0.925,
+    6.99 px, template false alarms 0.0; 2026-11-26), so a regression fails; hallucination, count
+    and ECE are the product targets (the model reaches ECE, not yet the other two)."""
+    min_f1_iou33: float = 0.90
+    max_center_rmse_px: float = 7.5
     max_hallucination_rate: float = 0.03
     max_latency_p95_s: float = 2.0
     min_count_exact: float = 0.97
@@ -200,6 +201,9 @@ class ServeConfig:
     """Most concurrent requests answered together in one model call (1: one request per call)."""
     batch_wait_ms: float = 5.0
     """How long a request that finds the model idle waits for others to join its batch."""
+    blur_check: bool = True
+    """Answer with the blur-consistency check (eval.blur_check_*): fewer invented defects for about
+    twice the latency. The flow's evaluation (and so the gate) judges candidates the same way."""
 
 
 @dataclass

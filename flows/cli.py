@@ -137,7 +137,7 @@ def evaluate(
     max_images: Annotated[int, typer.Option(help="Evaluate only the first N boards (0 = all).")] = 0,
     no_template: Annotated[bool, typer.Option("--no-template", help="The model sees each board alone (templates are still asked about as defect-free boards).")] = False,
     robustness: Annotated[bool, typer.Option("--robustness", help="Also evaluate under Gaussian noise, blur, brightness and JPEG (severities: eval.robust_*).")] = False,
-    blur_check: Annotated[bool, typer.Option("--blur-check", help="Keep only defects also found on a blurred copy (eval.blur_check_*); about twice the latency.")] = False,
+    blur_check: Annotated[Optional[bool], typer.Option("--blur-check/--no-blur-check", help="Keep only defects also found on a blurred copy (eval.blur_check_*); about twice the latency. Default: as served (serve.blur_check).")] = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
     """Ask the model about every board and template of a folder; print the metrics as a JSON line."""
@@ -151,7 +151,8 @@ def evaluate(
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     metrics = evaluate_model(model_dir, samples, cfg, report, str(model or "champion"), export=export,
-                             templates_as_input=not no_template, robustness=robustness, blur_check=blur_check)
+                             templates_as_input=not no_template, robustness=robustness,
+                             blur_check=cfg.serve.blur_check if blur_check is None else blur_check)
     typer.echo(f"report: {report / 'report.html'}" + (f"; export: {export}" if export else ""), err=True)
     typer.echo(json_line(metrics))
 
@@ -196,13 +197,13 @@ def ask(
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
     """Answer a question about one board: each defect's class, box, centre, confidence, or 'none found'."""
-    from components.model.inference import Inspector
+    from components.model.blur_check import load_inspector
 
     cfg = _cfg(params, set_)
     for p in (image, template):
         if p is not None and not p.is_file():
             _fail(f"{p}: no such image file")
-    inspector = Inspector.load(_model_dir(cfg, model))
+    inspector = load_inspector(_model_dir(cfg, model), cfg, blur_check=cfg.serve.blur_check)
     try:
         result = inspector.ask(image, question, template)
     except (ValueError, OSError) as exc:

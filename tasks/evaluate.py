@@ -13,5 +13,7 @@ from components.evaluation.run import evaluate_model
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate(model_dir: str, samples: list, cfg: Config, out_dir: str, name: str, quantize: bool | None = None) -> dict:
-    """Headline metrics of one model folder; report + metrics.json land in out_dir."""
-    return headline(evaluate_model(Path(model_dir), samples, cfg, Path(out_dir), name, quantize=quantize))
+    """Headline metrics of one model folder as it is served (cfg.serve.blur_check); report +
+    metrics.json land in out_dir."""
+    return headline(evaluate_model(Path(model_dir), samples, cfg, Path(out_dir), name, quantize=quantize,
+                                   blur_check=cfg.serve.blur_check))

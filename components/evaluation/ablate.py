@@ -21,7 +21,8 @@ from components.config import Config
 from components.data.records import Sample
 from components.evaluation.evaluate import evaluate
 from components.evaluation.metrics import headline
-from components.evaluation.run import load_inspector, samples_of
+from components.evaluation.run import samples_of
+from components.model.blur_check import load_inspector
 
 STAGE_ORDER = ("spatial", "sft", "dpo", "calibrated", "int8")
 """Run-folder stages in training order; a stage a run does not have is skipped."""
@@ -45,8 +46,9 @@ ROWS = (
     Row("SFT only", "sft", False, note="fp32, raw head scores (identity calibration)"),
     Row("+DPO", "dpo", False, note="fp32, raw head scores"),
     Row("+calibration", "calibrated", False, note="fp32, Platt-scaled confidences"),
-    Row("+int8 (served)", "int8", note="the served model"),
-    Row("+blur check", "int8", blur_check=True, note="int8; board and a blurred copy, defects seen in both"),
+    Row("+int8", "int8", note="int8 language model, fp32 vision"),
+    Row("+blur check (served)", "int8", blur_check=True,
+        note="int8; board and a blurred copy, defects seen in both (serve.blur_check, on by default)"),
     Row("no template", "int8", templates_as_input=False, note="int8; the model sees each board alone"),
     Row("coordinate head: no sub-cell offset", "int8", variant="cell_centre",
         note="int8; region centres at their heatmap cell's centre (offset branch ignored)"),

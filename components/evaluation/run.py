@@ -12,18 +12,7 @@ from components.evaluation.evaluate import evaluate
 from components.evaluation.export import write_export
 from components.evaluation.metrics import headline
 from components.evaluation.report import write_report
-
-
-def load_inspector(model_dir: Path, cfg: Config, quantize: bool | None = None, blur_check: bool = False):
-    """An Inspector for a model folder; wrapped in the blur-consistency check when asked."""
-    from components.model.inference import Inspector
-
-    inspector = Inspector.load(model_dir, quantize=quantize)
-    if blur_check:
-        from components.model.blur_check import BlurChecked
-
-        inspector = BlurChecked(inspector, cfg.eval.blur_check_sigma, cfg.eval.blur_check_iou)
-    return inspector
+from components.model.blur_check import load_inspector
 
 
 def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir: Path, name: str,

@@ -83,3 +83,13 @@ class BlurChecked:
             answer = filtered_answer(p.answer, consistent(p.answer.detections, s.answer.detections, self.iou), p.raw)
             results.append(InspectResult(answer, render(answer), p.raw, p.regions, each))
         return results
+
+
+def load_inspector(model_dir: Path, cfg, quantize: bool | None = None, blur_check: bool = False):
+    """An Inspector for a model folder; wrapped in the blur-consistency check when asked."""
+    from components.model.inference import Inspector
+
+    inspector = Inspector.load(model_dir, quantize=quantize)
+    if blur_check:
+        inspector = BlurChecked(inspector, cfg.eval.blur_check_sigma, cfg.eval.blur_check_iou)
+    return inspector

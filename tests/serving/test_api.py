@@ -15,6 +15,7 @@ import openai
 import pytest
 from PIL import Image
 
+from components.model.blur_check import BlurChecked, load_inspector
 from components.model.inference import Inspector
 from components.registry import registry, tracking
 from components.registry.registry import RegistryError
@@ -90,7 +91,8 @@ def test_inspect_answers_like_the_model(server, store, boards, model_dir):
     body = r.json()
     assert set(body) >= {"answer_text", "defects", "none_found", "message", "model", "latency_s"}
     assert body["model"] == {"name": store.registered_model, "version": "1"}
-    direct = Inspector.load(model_dir).ask(b.test_path, QUESTION, b.template_path)
+    # Served as configured: with the blur-consistency check by default.
+    direct = load_inspector(model_dir, store, blur_check=store.serve.blur_check).ask(b.test_path, QUESTION, b.template_path)
     assert body["answer_text"] == direct.answer_text
     assert body["none_found"] == direct.answer.none_found and body["latency_s"] > 0
     for d, want in zip(body["defects"], direct.answer.detections, strict=True):
@@ -171,9 +173,11 @@ def test_concurrent_requests_are_batched_and_answered_as_if_alone(store, boards,
         for t in threads:
             t.join(timeout=300)
         batcher = app.state.holder.current.batcher
+        served = app.state.holder.current.inspector
         metrics = httpx.get(f"{server.url}/metrics").text
 
-    direct = Inspector.load(folder)
+    assert isinstance(served, BlurChecked) == cfg.serve.blur_check
+    direct = load_inspector(folder, cfg, blur_check=cfg.serve.blur_check)
     for k, (board, template, question) in enumerate(asks):
         assert got[k].status_code == 200, got[k].text
         want = direct.ask(board, question, template)
