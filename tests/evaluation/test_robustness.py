@@ -34,9 +34,11 @@ class FixedAnswers:
 
     def ask_batch(self, boards, question):
         self.seen.append(boards)
-        dets = self.soft if isinstance(boards[0][0], Image.Image) else self.plain
+        return [self._answer(self.soft if isinstance(image, Image.Image) else self.plain) for image, _ in boards]
+
+    def _answer(self, dets):
         answer = Answer(list(dets), count=len(dets) if self.count else None, none_class=None if dets else "")
-        return [InspectResult(answer, render(answer), "[ASK] all list [EOF]", list(dets), 0.1) for _ in boards]
+        return InspectResult(answer, render(answer), "[ASK] all list [EOF]", list(dets), 0.1)
 
 
 def test_perturbations_change_the_board_and_keep_its_size(boards):
@@ -58,10 +60,10 @@ def test_blur_check_drops_a_defect_the_blurred_copy_does_not_confirm(boards):
     assert r.answer.detections == [SHORT]
     assert r.answer.count == 1 and not r.answer.none_found
     assert parse(r.answer_text).detections[0].box == SHORT.box
-    plain, soft = inner.seen
-    assert plain == [(boards[0].test_path, boards[0].template_path)]
+    [(plain, soft)] = inner.seen  # one batch: the board, then its blurred copy
+    assert plain == (boards[0].test_path, boards[0].template_path)
     # Board and template are both blurred, same size as the originals.
-    assert all(isinstance(im, Image.Image) and im.size == Image.open(boards[0].test_path).size for im in soft[0])
+    assert all(isinstance(im, Image.Image) and im.size == Image.open(boards[0].test_path).size for im in soft)
     assert r.latency_s > 0
 
 
