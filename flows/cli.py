@@ -151,8 +151,7 @@ def evaluate(
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     metrics = evaluate_model(model_dir, samples, cfg, report, str(model or "champion"), export=export,
-                             templates_as_input=not no_template, robustness=robustness,
-                             blur_check=cfg.serve.blur_check if blur_check is None else blur_check)
+                             templates_as_input=not no_template, robustness=robustness, blur_check=blur_check)
     typer.echo(f"report: {report / 'report.html'}" + (f"; export: {export}" if export else ""), err=True)
     typer.echo(json_line(metrics))
 
@@ -203,7 +202,7 @@ def ask(
     for p in (image, template):
         if p is not None and not p.is_file():
             _fail(f"{p}: no such image file")
-    inspector = load_inspector(_model_dir(cfg, model), cfg, blur_check=cfg.serve.blur_check)
+    inspector = load_inspector(_model_dir(cfg, model), cfg)
     try:
         result = inspector.ask(image, question, template)
     except (ValueError, OSError) as exc:

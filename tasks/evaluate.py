@@ -15,5 +15,4 @@ from components.evaluation.run import evaluate_model
 def evaluate(model_dir: str, samples: list, cfg: Config, out_dir: str, name: str, quantize: bool | None = None) -> dict:
     """Headline metrics of one model folder as it is served (cfg.serve.blur_check); report +
     metrics.json land in out_dir."""
-    return headline(evaluate_model(Path(model_dir), samples, cfg, Path(out_dir), name, quantize=quantize,
-                                   blur_check=cfg.serve.blur_check))
+    return headline(evaluate_model(Path(model_dir), samples, cfg, Path(out_dir), name, quantize=quantize))

@@ -12,18 +12,20 @@ from components.evaluation.evaluate import evaluate
 from components.evaluation.export import write_export
 from components.evaluation.metrics import headline
 from components.evaluation.report import write_report
-from components.model.blur_check import load_inspector
+from components.model.blur_check import BlurChecked, load_inspector
 
 
 def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir: Path, name: str,
                    quantize: bool | None = None, export: Path | None = None, templates_as_input: bool = True,
-                   robustness: bool = False, blur_check: bool = False) -> dict:
+                   robustness: bool = False, blur_check: bool | None = None) -> dict:
     """Metrics of one model on samples; report.html and metrics.json go to out_dir.
 
     templates_as_input=False: no-template mode (the model sees each board alone);
-    robustness: add the per-perturbation section; blur_check: the blur-consistency check.
+    robustness: add the per-perturbation section; blur_check: the blur-consistency check
+    (None: as served, cfg.serve.blur_check).
     """
     inspector = load_inspector(model_dir, cfg, quantize, blur_check)
+    blur_check = isinstance(inspector, BlurChecked)
     metrics, results = evaluate(inspector, samples, cfg.eval, cfg.data.classes, desc=f"evaluating {name}",
                                 templates_as_input=templates_as_input, robustness=robustness)
     # Nested (not scalar), so headline() and MLflow logging leave it out.

@@ -87,11 +87,12 @@ class BlurChecked:
         return results
 
 
-def load_inspector(model_dir: Path, cfg, quantize: bool | None = None, blur_check: bool = False):
-    """An Inspector for a model folder; wrapped in the blur-consistency check when asked."""
+def load_inspector(model_dir: Path, cfg, quantize: bool | None = None, blur_check: bool | None = None):
+    """An Inspector for a model folder, wrapped in the blur-consistency check when asked
+    (None: as served, cfg.serve.blur_check)."""
     from components.model.inference import Inspector
 
     inspector = Inspector.load(model_dir, quantize=quantize)
-    if blur_check:
+    if cfg.serve.blur_check if blur_check is None else blur_check:
         inspector = BlurChecked(inspector, cfg.eval.blur_check_sigma, cfg.eval.blur_check_iou)
     return inspector

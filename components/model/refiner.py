@@ -66,6 +66,12 @@ class Refiner(nn.Module):
         return self.classify(self.crops(images, index, boxes), head_probs, log_size(boxes, stride))
 
 
+def candidate_limit(max_regions: int) -> int:
+    """Head candidates per picture the refiner re-checks: twice what may reach the language
+    model, since it drops some (the survivors are cut back to max_regions)."""
+    return 2 * max_regions
+
+
 def log_size(boxes: torch.Tensor, stride: float) -> torch.Tensor:
     """Log width and height of (N, 4) boxes in grid cells."""
     return ((boxes[:, 2:] - boxes[:, :2]).clamp(min=1.0) / stride).log()

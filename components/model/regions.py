@@ -13,7 +13,7 @@ import torch
 
 from components.data.records import Box
 from components.model.fuse import Frame
-from components.model.refiner import recheck
+from components.model.refiner import candidate_limit, recheck
 from components.model.spatial_head import decode
 from components.model.tokenizer import score_token
 from components.qa.generate import quadrant, reading_order
@@ -37,7 +37,7 @@ def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Det
         decoded = decode(out, vlm.stride, meta.region_floor, meta.max_regions)
     else:
         # The head proposes generously; the refiner names each candidate (or drops it).
-        candidates = decode(out, vlm.stride, meta.refiner["floor"], 2 * meta.max_regions)
+        candidates = decode(out, vlm.stride, meta.refiner["floor"], candidate_limit(meta.max_regions))
         rechecked = recheck(vlm.refiner, images_uint8, out, candidates, vlm.stride, meta.region_floor)
         decoded = [sorted(ds, key=lambda d: -d[1])[: meta.max_regions] for ds in rechecked]
     result = []
@@ -75,14 +75,20 @@ def match_regions(regions: list[Detection], boxes: list[Box], iou_min: float) ->
 
     r = torch.tensor([d.box for d in regions], dtype=torch.float32)
     g = torch.tensor([[b.x1, b.y1, b.x2, b.y2] for b in boxes], dtype=torch.float32)
-    iou = box_iou(g, r)
-    pairs = sorted(((iou[i, j].item(), i, j) for i in range(len(boxes)) for j in range(len(regions))), reverse=True)
-    out: dict[int, int] = {}
-    used: set[int] = set()
-    for v, i, j in pairs:
+    return dict(greedy_pairs(box_iou(g, r), iou_min))
+
+
+def greedy_pairs(iou: torch.Tensor, iou_min: float) -> list[tuple[int, int]]:
+    """(row, column) pairs of an IoU matrix, one-to-one, highest IoU first, each >= iou_min."""
+    ranked = sorted(((v, i, j) for i, row in enumerate(iou.tolist()) for j, v in enumerate(row)), reverse=True)
+    pairs: list[tuple[int, int]] = []
+    used_rows: set[int] = set()
+    used_cols: set[int] = set()
+    for v, i, j in ranked:
         if v < iou_min:
             break
-        if i not in out and j not in used:
-            out[i] = j
-            used.add(j)
-    return out
+        if i not in used_rows and j not in used_cols:
+            pairs.append((i, j))
+            used_rows.add(i)
+            used_cols.add(j)
+    return pairs

@@ -164,7 +164,7 @@ class ModelHolder:
     def _load(self, folder: Path, name: str, version: str) -> Served:
         from components.model.blur_check import load_inspector  # torch import: only when a model loads
 
-        inspector = load_inspector(folder, self.cfg, blur_check=self.cfg.serve.blur_check)
+        inspector = load_inspector(folder, self.cfg)
         batcher = Batcher(inspector, self.cfg.serve.max_batch, self.cfg.serve.batch_wait_ms / 1000, self.on_batch)
         return Served(inspector, name, str(version), Path(folder), batcher=batcher)
 

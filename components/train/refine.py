@@ -1,6 +1,6 @@
 """Stage 1b: train the refiner on the spatial branch's own proposals (its failures included).
 
-For every training board (and a flipped/rotated copy) the trained spatial branch
+For every training board (and train.refine_views - 1 flipped/rotated copies) the trained spatial branch
 proposes candidates down to a low score floor. A candidate matched one-to-one to a
 defect (class-agnostic, IoU >= iou) learns that defect's class, whatever class the
 head gave it; an unmatched one that overlaps no defect learns "none"; a duplicate of a
@@ -20,6 +20,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from components.model.refiner import Refiner, log_size, peak_probs
+from components.model.regions import greedy_pairs
 from components.model.spatial_head import decode
 from components.model.vlm import DefectVLM, normalise
 from components.train.images import FusedSet, dihedral
@@ -41,16 +42,8 @@ def labels_for(boxes: torch.Tensor, gt: torch.Tensor, gt_cls: torch.Tensor, none
         return out
     iou = box_iou(boxes, gt)
     out[iou.max(dim=1).values >= iou_min] = -1
-    used_c: set[int] = set()
-    used_g: set[int] = set()
-    for flat in iou.flatten().argsort(descending=True).tolist():
-        c, g = divmod(flat, len(gt))
-        if iou[c, g] < iou_min:
-            break
-        if c not in used_c and g not in used_g:
-            out[c] = gt_cls[g]
-            used_c.add(c)
-            used_g.add(g)
+    for c, g in greedy_pairs(iou, iou_min):
+        out[c] = gt_cls[g]
     return out
 
 

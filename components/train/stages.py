@@ -98,11 +98,12 @@ def run_spatial(train: list[Sample], cfg: Config, out: Path, dataset_version: st
 
 def _train_refiner(vlm: DefectVLM, data, cfg: Config) -> dict:
     """Stage 1b: the refiner learns on the trained head's proposals over the training boards."""
+    from components.model.refiner import candidate_limit
     from components.train.refine import collect, train_refiner
 
     t = cfg.train
     start = time.time()
-    examples = collect(vlm, vlm.refiner, data, vlm.meta.refiner["floor"], 2 * vlm.meta.max_regions, cfg.eval.iou,
+    examples = collect(vlm, vlm.refiner, data, vlm.meta.refiner["floor"], candidate_limit(vlm.meta.max_regions), cfg.eval.iou,
                        t.refine_views, t.seed)
     collect_minutes = (time.time() - start) / 60
     return {**train_refiner(vlm.refiner, examples, t.refine_epochs, t.refine_batch, t.refine_lr, t.seed),
