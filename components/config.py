@@ -98,6 +98,10 @@ class ModelConfig:
     """Side in pixels the refiner's crop of each candidate is resampled to."""
     refine_context: float = 2.0
     """The refiner's crop is this many times the candidate box's longer side (24-96 model pixels)."""
+    refine_nms_iou: float = 0.5
+    """After the refiner corrects the boxes, of candidates overlapping by more IoU only the surest stays."""
+    refine_passes: int = 3
+    """Times the refiner re-checks the survivors on windows around their corrected boxes (>= 1)."""
 
 
 @dataclass
@@ -138,6 +142,9 @@ class TrainConfig:
     refine_epochs: int = 5
     refine_batch: int = 128
     refine_lr: float = 2e-3
+    """Peak learning rate of the refiner (one-cycle)."""
+    refine_box_weight: float = 1.0
+    """Weight of the refiner's box regression (smooth L1, window units) against its class loss."""
 
 
 @dataclass

@@ -6,19 +6,21 @@ whether a trace is nibbled or cut, whether a protrusion reaches the next trace) 
 few places that are not defects at all. The refiner looks again at each candidate at
 the input's full resolution: a crop of the fused picture (board, template, difference)
 around the candidate, sized to the candidate's box, plus the head's own class
-probabilities at the peak. It outputs one of the classes or "none". It never moves a
-box: coordinates stay those of the spatial branch.
+probabilities at the peak. It outputs one of the classes or "none", and a corrected box:
+the head places centres on a 16-px grid and sizes long defects poorly, the crop sees
+them at 1-3 px. Candidates that end up on the same defect are then merged (class-
+agnostic NMS), so one long defect is not reported twice.
 
 It is trained on the first stage's own proposals on the training boards (components/
 train/refine.py): proposals that match a defect learn that defect's class (right or
-wrong in the head), the others learn "none".
+wrong in the head) and its box, the others learn "none".
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import roi_align
+from torchvision.ops import nms, roi_align
 
 from components.model.vlm import normalise
 
@@ -28,17 +30,20 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class Refiner(nn.Module):
-    """Crop CNN + head evidence -> logits over the classes and a last "none" column."""
+    """Crop CNN + head evidence -> logits over the classes and a last "none" column, and a box."""
 
     def __init__(self, n_classes: int, crop: int = 32, width: int = 32, context: float = 2.0,
                  min_side: float = 24.0, max_side: float = 96.0):
         super().__init__()
         self.crop, self.context, self.min_side, self.max_side = crop, context, min_side, max_side
-        self.cnn = nn.Sequential(_block(3, width, 1), _block(width, 2 * width, 2), _block(2 * width, 2 * width, 1),
-                                 _block(2 * width, 4 * width, 2), _block(4 * width, 4 * width, 1),
-                                 nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.trunk = nn.Sequential(_block(3, width, 1), _block(width, 2 * width, 2), _block(2 * width, 2 * width, 1),
+                                   _block(2 * width, 4 * width, 2), _block(4 * width, 4 * width, 1))
         # + head class probabilities at the peak cell and the box's log width/height.
         self.fc = nn.Sequential(nn.Linear(4 * width + n_classes + 2, 128), nn.ReLU(), nn.Linear(128, n_classes + 1))
+        # The box needs where things are in the crop, which an average over it loses: a
+        # 4x4 grid of pooled features keeps the layout (4 x 4 x 4w inputs).
+        self.layout = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        self.box = nn.Sequential(nn.Linear(16 * 4 * width + 2, 128), nn.ReLU(), nn.Linear(128, 4))
 
     def windows(self, boxes: torch.Tensor) -> torch.Tensor:
         """(N, 4) candidate boxes (model pixels) -> crop windows around their centres.
@@ -56,14 +61,37 @@ class Refiner(nn.Module):
         rois = torch.cat([index[:, None].float(), self.windows(boxes)], dim=1)
         return roi_align(images, rois, output_size=self.crop, spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
-    def classify(self, crops: torch.Tensor, head_probs: torch.Tensor, log_size: torch.Tensor) -> torch.Tensor:
-        """Crops, head class probabilities (N, K), log box size in cells (N, 2) -> logits (N, K + 1)."""
-        return self.fc(torch.cat([self.cnn(crops), head_probs, log_size], dim=1))
+    def classify(self, crops: torch.Tensor, head_probs: torch.Tensor, log_size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crops, head class probabilities (N, K), log box size in cells (N, 2) -> class logits
+        (N, K + 1) and the box in window units (N, 4), see `to_window`."""
+        f = self.trunk(crops)
+        logits = self.fc(torch.cat([f.mean(dim=(2, 3)), head_probs, log_size], dim=1))
+        return logits, self.box(torch.cat([self.layout(f), log_size], dim=1))
 
     def forward(self, images: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor, head_probs: torch.Tensor,
-                stride: float) -> torch.Tensor:
-        """Logits (N, K + 1) for candidates `boxes` of `images`; the last column is "none"."""
-        return self.classify(self.crops(images, index, boxes), head_probs, log_size(boxes, stride))
+                stride: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits (N, K + 1; the last column is "none") and corrected boxes (N, 4, model pixels)."""
+        logits, t = self.classify(self.crops(images, index, boxes), head_probs, log_size(boxes, stride))
+        return logits, from_window(t, self.windows(boxes))
+
+
+def to_window(boxes: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """Boxes -> (centre offset from the window's centre / side, log(size / side)), x then y.
+
+    In these units a flip of the crop negates an offset and a transpose swaps x and y,
+    so the training flips move the target exactly.
+    """
+    side = (windows[:, 2:] - windows[:, :2])
+    offset = ((boxes[:, :2] + boxes[:, 2:]) - (windows[:, :2] + windows[:, 2:])) / 2 / side
+    return torch.cat([offset, ((boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-3) / side).log()], dim=1)
+
+
+def from_window(t: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """Inverse of `to_window`."""
+    side = (windows[:, 2:] - windows[:, :2])
+    c = (windows[:, :2] + windows[:, 2:]) / 2 + t[:, :2] * side
+    half = t[:, 2:].clamp(max=2.0).exp() * side / 2
+    return torch.cat([c - half, c + half], dim=1)
 
 
 def candidate_limit(max_regions: int) -> int:
@@ -88,18 +116,32 @@ def peak_probs(heat_logits: torch.Tensor, index: torch.Tensor, boxes: torch.Tens
 
 @torch.no_grad()
 def recheck(refiner: Refiner, images_uint8, out: dict[str, torch.Tensor], dets: list[list[tuple]], stride: float,
-            floor: float) -> list[list[tuple]]:
+            floor: float, nms_iou: float = 1.0, passes: int = 1) -> list[list[tuple]]:
     """Re-check decoded candidates [(class id, score, box)] per image: each takes the refiner's
-    class and score = P(that class); those below `floor` are dropped."""
+    class, score = P(that class) and corrected box; those below `floor` are dropped, then of
+    candidates overlapping by IoU > nms_iou only the surest stays.
+
+    With passes > 1 the survivors are re-checked on windows around their corrected boxes: a
+    crop centred on the defect sees all of it, so the box and the class both improve.
+    """
+    x = normalise(images_uint8)
+    for _ in range(passes):
+        dets = _recheck_once(refiner, x, out, dets, stride, floor, nms_iou)
+    return dets
+
+
+def _recheck_once(refiner: Refiner, x: torch.Tensor, out: dict[str, torch.Tensor], dets: list[list[tuple]],
+                  stride: float, floor: float, nms_iou: float) -> list[list[tuple]]:
     flat = [(i, d) for i, ds in enumerate(dets) for d in ds]
     if not flat:
         return [[] for _ in dets]
     index = torch.tensor([i for i, _ in flat])
     boxes = torch.tensor([d[2] for _, d in flat], dtype=torch.float32)
-    probs = F.softmax(refiner(normalise(images_uint8), index, boxes, peak_probs(out["heat"], index, boxes, stride), stride), -1)
-    score, cls = probs[:, :-1].max(dim=1)
-    result: list[list[tuple]] = [[] for _ in dets]
-    for (i, d), k, s in zip(flat, cls.tolist(), score.tolist()):
-        if s >= floor:
-            result[i].append((k, s, d[2]))
+    logits, fixed = refiner(x, index, boxes, peak_probs(out["heat"], index, boxes, stride), stride)
+    score, cls = F.softmax(logits, -1)[:, :-1].max(dim=1)
+    result: list[list[tuple]] = []
+    for i in range(len(dets)):
+        mine = ((index == i) & (score >= floor)).nonzero().flatten()
+        keep = mine[nms(fixed[mine], score[mine], nms_iou)] if nms_iou < 1.0 else mine
+        result.append([(int(cls[k]), float(score[k]), tuple(fixed[k].tolist())) for k in keep.tolist()])
     return result

@@ -30,7 +30,7 @@ def calibrate(score: float, calibration: dict) -> float:
 @torch.no_grad()
 def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Detection]]:
     """Candidates per picture, in reading order, boxes in original pixels, conf = raw head score
-    (or the refiner's probability of its class, when the model has a refiner)."""
+    (or, when the model has a refiner, its probability of its class, on its corrected box)."""
     out = vlm.spatial(images_uint8)
     meta = vlm.meta
     if vlm.refiner is None:
@@ -38,7 +38,8 @@ def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Det
     else:
         # The head proposes generously; the refiner names each candidate (or drops it).
         candidates = decode(out, vlm.stride, meta.refiner["floor"], candidate_limit(meta.max_regions))
-        rechecked = recheck(vlm.refiner, images_uint8, out, candidates, vlm.stride, meta.region_floor)
+        rechecked = recheck(vlm.refiner, images_uint8, out, candidates, vlm.stride, meta.region_floor,
+                            meta.refiner.get("nms", 1.0), meta.refiner.get("passes", 1))
         decoded = [sorted(ds, key=lambda d: -d[1])[: meta.max_regions] for ds in rechecked]
     result = []
     for dets, frame in zip(decoded, frames):

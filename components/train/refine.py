@@ -3,8 +3,9 @@
 For every training board (and train.refine_views - 1 flipped/rotated copies) the trained spatial branch
 proposes candidates down to a low score floor. A candidate matched one-to-one to a
 defect (class-agnostic, IoU >= iou) learns that defect's class, whatever class the
-head gave it; an unmatched one that overlaps no defect learns "none"; a duplicate of a
-matched defect is left out (its crop looks like the real one). Crops are cut once and
+head gave it, and its box; an unmatched one that overlaps no defect learns "none"; a
+duplicate of a matched defect learns only the box it lies on (its crop looks like the
+real one, so its class is left out; once both boxes agree, NMS keeps one). Crops are cut once and
 reused every epoch with flips, so training takes seconds, not minutes.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou
 from tqdm import tqdm
 
-from components.model.refiner import Refiner, log_size, peak_probs
+from components.model.refiner import Refiner, log_size, peak_probs, to_window
 from components.model.regions import greedy_pairs
 from components.model.spatial_head import decode
 from components.model.vlm import DefectVLM, normalise
@@ -32,19 +33,28 @@ class Examples:
     head_probs: torch.Tensor
     log_size: torch.Tensor
     labels: torch.Tensor
+    """Class id, `none` (= K), or -1 for a duplicate (no class to learn)."""
+    targets: torch.Tensor
+    """The box to learn in window units (refiner.to_window); NaN where there is none."""
 
 
-def labels_for(boxes: torch.Tensor, gt: torch.Tensor, gt_cls: torch.Tensor, none: int, iou_min: float) -> torch.Tensor:
+def labels_for(boxes: torch.Tensor, gt: torch.Tensor, gt_cls: torch.Tensor, none: int,
+               iou_min: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per candidate: the class of the defect it is matched to (one-to-one, greedy by IoU),
-    `none` when it overlaps no defect, -1 (left out) for a duplicate of a matched defect."""
-    out = torch.full((len(boxes),), none, dtype=torch.long)
+    `none` when it overlaps no defect, -1 (left out) for a duplicate of a matched defect;
+    and the index of the defect whose box it learns (the matched one, for a duplicate the
+    one it overlaps most; -1 for none)."""
+    labels = torch.full((len(boxes),), none, dtype=torch.long)
+    target = torch.full((len(boxes),), -1, dtype=torch.long)
     if not len(boxes) or not len(gt):
-        return out
+        return labels, target
     iou = box_iou(boxes, gt)
-    out[iou.max(dim=1).values >= iou_min] = -1
+    best, arg = iou.max(dim=1)
+    near = best >= iou_min
+    labels[near], target[near] = -1, arg[near]
     for c, g in greedy_pairs(iou, iou_min):
-        out[c] = gt_cls[g]
-    return out
+        labels[c], target[c] = gt_cls[g], g
+    return labels, target
 
 
 @torch.no_grad()
@@ -70,30 +80,46 @@ def collect(vlm: DefectVLM, refiner: Refiner, data: FusedSet, floor: float, top_
                 continue
             boxes = torch.tensor([d[2] for d in ds], dtype=torch.float32)
             index = torch.full((len(ds),), b)
+            labels, target = labels_for(boxes, gt, gc, n_cls, iou_min)
+            goal = torch.full((len(ds), 4), float("nan"))
+            if (has := target >= 0).any():
+                goal[has] = to_window(gt[target[has]], refiner.windows(boxes[has]))
             parts.append((refiner.crops(x, index, boxes).half(), peak_probs(out["heat"], index, boxes, vlm.stride),
-                          log_size(boxes, vlm.stride), labels_for(boxes, gt, gc, n_cls, iou_min)))
+                          log_size(boxes, vlm.stride), labels, goal))
     if not parts:  # an untrained head proposes nothing above the floor
         c = refiner.crop
-        return Examples(torch.zeros(0, 3, c, c).half(), torch.zeros(0, n_cls), torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))
-    keep = [torch.cat([p[k] for p in parts]) for k in range(4)]
-    ok = keep[3] >= 0
-    return Examples(*(t[ok] for t in keep))
+        return Examples(torch.zeros(0, 3, c, c).half(), torch.zeros(0, n_cls), torch.zeros(0, 2),
+                        torch.zeros(0, dtype=torch.long), torch.zeros(0, 4))
+    return Examples(*(torch.cat([p[k] for p in parts]) for k in range(5)))
 
 
-def _flip(crops: torch.Tensor, size: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _flip(crops: torch.Tensor, size: torch.Tensor, goal: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, ...]:
     # Defects have no orientation: random flips, and a transpose that swaps width and height.
+    # The box target moves along (refiner.to_window: a flip negates an offset).
     k = int(torch.randint(8, (1,), generator=g))
+    goal = goal.clone()
     if k & 1:
-        crops = crops.flip(3)
+        crops, goal[:, 0] = crops.flip(3), -goal[:, 0]
     if k & 2:
-        crops = crops.flip(2)
+        crops, goal[:, 1] = crops.flip(2), -goal[:, 1]
     if k & 4:
-        crops, size = crops.transpose(2, 3), size[:, [1, 0]]
-    return crops, size
+        crops, size, goal = crops.transpose(2, 3), size[:, [1, 0]], goal[:, [1, 0, 3, 2]]
+    return crops, size, goal
 
 
-def train_refiner(refiner: Refiner, ex: Examples, epochs: int, batch: int, lr: float, seed: int) -> dict:
-    """Cross-entropy over class-or-none; returns counts, the last loss and the minutes spent."""
+def refine_loss(logits: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, goal: torch.Tensor,
+                box_weight: float) -> torch.Tensor:
+    """Cross-entropy on candidates with a class to learn + box_weight * smooth L1 on those with a box."""
+    has_cls, has_box = labels >= 0, ~goal[:, 0].isnan()
+    loss = F.cross_entropy(logits[has_cls], labels[has_cls]) if has_cls.any() else logits.sum() * 0
+    if has_box.any():
+        loss = loss + box_weight * F.smooth_l1_loss(t[has_box], goal[has_box], beta=0.05)
+    return loss
+
+
+def train_refiner(refiner: Refiner, ex: Examples, epochs: int, batch: int, lr: float, seed: int,
+                  box_weight: float = 1.0) -> dict:
+    """Class cross-entropy + box regression; returns counts, the last loss and the minutes spent."""
     start = time.time()
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -101,7 +127,8 @@ def train_refiner(refiner: Refiner, ex: Examples, epochs: int, batch: int, lr: f
     n = len(ex.labels)
     steps = epochs * (n // batch)
     none = ex.head_probs.shape[1]
-    figures = {"refine_examples": n, "refine_negatives": int((ex.labels == none).sum()), "refine_steps": steps}
+    figures = {"refine_examples": n, "refine_negatives": int((ex.labels == none).sum()),
+               "refine_boxes": int((~ex.targets[:, 0].isnan()).sum()), "refine_steps": steps}
     if not steps:  # fewer examples than one batch: the refiner stays as initialised
         return {**figures, "refine_minutes": 0.0}
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -112,8 +139,9 @@ def train_refiner(refiner: Refiner, ex: Examples, epochs: int, batch: int, lr: f
         order = torch.randperm(n, generator=g)
         for i in range(0, n - batch + 1, batch):
             idx = order[i:i + batch]
-            crops, size = _flip(ex.crops[idx].float(), ex.log_size[idx], g)
-            loss = F.cross_entropy(refiner.classify(crops, ex.head_probs[idx], size), ex.labels[idx])
+            crops, size, goal = _flip(ex.crops[idx].float(), ex.log_size[idx], ex.targets[idx], g)
+            logits, t = refiner.classify(crops, ex.head_probs[idx], size)
+            loss = refine_loss(logits, t, ex.labels[idx], goal, box_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

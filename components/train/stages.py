@@ -60,7 +60,9 @@ def new_model(cfg: Config, dataset_version: str = "") -> DefectVLM:
 
     model, processor = build(cfg)
     m = cfg.model
-    refiner = {"floor": m.refine_floor, "crop": m.refine_crop, "context": m.refine_context} if m.refine else {}
+    refiner = ({"floor": m.refine_floor, "crop": m.refine_crop, "context": m.refine_context, "nms": m.refine_nms_iou,
+                "passes": m.refine_passes}
+               if m.refine else {})
     meta = Meta(list(cfg.data.classes), m.input_size, m.patch_size, m.max_regions, m.region_floor, m.head_channels,
                 dataset_version=dataset_version, refiner=refiner)
     return DefectVLM(model, processor, meta)
@@ -106,7 +108,7 @@ def _train_refiner(vlm: DefectVLM, data, cfg: Config) -> dict:
     examples = collect(vlm, vlm.refiner, data, vlm.meta.refiner["floor"], candidate_limit(vlm.meta.max_regions), cfg.eval.iou,
                        t.refine_views, t.seed)
     collect_minutes = (time.time() - start) / 60
-    return {**train_refiner(vlm.refiner, examples, t.refine_epochs, t.refine_batch, t.refine_lr, t.seed),
+    return {**train_refiner(vlm.refiner, examples, t.refine_epochs, t.refine_batch, t.refine_lr, t.seed, t.refine_box_weight),
             "refine_collect_minutes": collect_minutes}
 
 

@@ -1,10 +1,10 @@
-"""The refinement stage: its labels, that it learns, and that it only names or drops candidates."""
+"""The refinement stage: its labels and box targets, that it learns, and how it re-checks candidates."""
 import numpy as np
 import torch
 
-from components.model.refiner import Refiner, recheck
+from components.model.refiner import Refiner, from_window, recheck, to_window
 from components.model.vlm import DefectVLM
-from components.train.refine import Examples, labels_for, train_refiner
+from components.train.refine import Examples, _flip, labels_for, train_refiner
 
 NONE = 6
 
@@ -18,8 +18,31 @@ def test_labels_follow_the_matched_defect_not_the_head():
         [200., 200, 220, 220],  # on nothing: "none"
         [101., 99, 121, 119],  # on defect 1: class 4
     ])
-    assert labels_for(boxes, gt, gt_cls, NONE, 0.33).tolist() == [2, -1, NONE, 4]
-    assert labels_for(boxes, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), NONE, 0.33).tolist() == [NONE] * 4
+    labels, target = labels_for(boxes, gt, gt_cls, NONE, 0.33)
+    assert labels.tolist() == [2, -1, NONE, 4]
+    assert target.tolist() == [0, 0, -1, 1]  # the duplicate still learns the box it lies on
+    labels, target = labels_for(boxes, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), NONE, 0.33)
+    assert labels.tolist() == [NONE] * 4 and target.tolist() == [-1] * 4
+
+
+def test_window_units_round_trip_and_follow_the_training_flips():
+    refiner = Refiner(NONE)
+    boxes = torch.tensor([[10., 20, 30, 28], [100, 100, 104, 140]])
+    gt = torch.tensor([[12., 18, 34, 30], [98, 95, 106, 150]])
+    win = refiner.windows(boxes)
+    assert torch.allclose(from_window(to_window(gt, win), win), gt, atol=1e-4)
+    # A crop flipped left-right and transposed: the target must describe the moved box.
+    side = 16
+    crop = torch.zeros(1, 3, side, side)
+    crop[0, 0, 2:5, 9:15] = 1.0  # rows y 2-5, columns x 9-15 of the window
+    w = torch.tensor([[0., 0, side, side]])
+    goal = to_window(torch.tensor([[9., 2, 15, 5]]), w)
+    for k in range(8):
+        g = torch.Generator().manual_seed(k)
+        moved, _, t = _flip(crop, torch.zeros(1, 2), goal, g)
+        ys, xs = moved[0, 0].nonzero(as_tuple=True)
+        seen = torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32)
+        assert torch.allclose(from_window(t, w), seen, atol=1e-4)
 
 
 def _toy_examples(n: int = 192) -> Examples:
@@ -30,7 +53,13 @@ def _toy_examples(n: int = 192) -> Examples:
     for i, k in enumerate(labels.tolist()):
         if k < NONE:
             crops[i, k % 3, 4 * k:4 * k + 8, 4 * k:4 * k + 8] += 2.0
-    return Examples(crops.half(), torch.full((n, NONE), 0.5), torch.zeros(n, 2), labels)
+    # The box to learn: the square's (in window units) for defects, none for "none".
+    goal = torch.full((n, 4), float("nan"))
+    w = torch.tensor([[0., 0, 32, 32]])
+    for i, k in enumerate(labels.tolist()):
+        if k < NONE:
+            goal[i] = to_window(torch.tensor([[4. * k, 4 * k, 4 * k + 8, 4 * k + 8]]), w)[0]
+    return Examples(crops.half(), torch.full((n, NONE), 0.5), torch.zeros(n, 2), labels, goal)
 
 
 def test_refiner_learns_and_its_weights_change():
@@ -42,8 +71,11 @@ def test_refiner_learns_and_its_weights_change():
     assert figures["refine_examples"] == 192 and figures["refine_steps"] == 30 * 6
     assert all(not torch.equal(a, b) for a, b in zip(before, refiner.parameters()))
     with torch.no_grad():
-        pred = refiner.classify(ex.crops.float(), ex.head_probs, ex.log_size).argmax(-1)
-    assert (pred == ex.labels).float().mean() > 0.8
+        logits, t = refiner.classify(ex.crops.float(), ex.head_probs, ex.log_size)
+    assert (logits.argmax(-1) == ex.labels).float().mean() > 0.8
+    has = ~ex.targets[:, 0].isnan()
+    error = (t[has] - ex.targets[has]).abs().mean()
+    assert error < 0.5 * (ex.targets[has] - ex.targets[has].mean(0)).abs().mean()  # beats guessing the mean box
 
 
 def test_too_few_examples_leave_the_refiner_untrained():
@@ -52,15 +84,30 @@ def test_too_few_examples_leave_the_refiner_untrained():
     assert figures["refine_steps"] == 0
 
 
-def test_recheck_keeps_boxes_and_drops_what_falls_below_the_floor():
+def test_recheck_names_moves_merges_and_drops_candidates():
     torch.manual_seed(0)
     refiner = Refiner(NONE).eval()
+    with torch.no_grad():  # a refiner that puts every box on its window's centre, 1/4 of its side
+        refiner.box[-1].weight.zero_()
+        refiner.box[-1].bias.copy_(torch.tensor([0.0, 0.0, -1.3863, -1.3863]))
     images = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
     out = {"heat": torch.zeros(2, NONE, 4, 4)}
-    dets = [[(0, 0.9, (2.0, 2.0, 12.0, 12.0)), (1, 0.3, (30.0, 30.0, 40.0, 44.0))], []]
+    dets = [[(0, 0.9, (2.0, 2.0, 12.0, 12.0)), (1, 0.3, (30.0, 30.0, 40.0, 44.0)), (2, 0.2, (31.0, 31.0, 41.0, 45.0))], []]
     kept = recheck(refiner, images, out, dets, 16.0, floor=0.0)
-    assert [d[2] for d in kept[0]] == [d[2] for d in dets[0]] and kept[1] == []
+    assert len(kept[0]) == 3 and kept[1] == []
     assert all(0 <= k < NONE and 0.0 <= s <= 1.0 for k, s, _ in kept[0])
+    # Each box now sits on its candidate's centre, a quarter of its window (2 x longer side, >= 24 px) wide.
+    for (_, _, b), (_, _, (x1, y1, x2, y2)) in zip(kept[0], dets[0]):
+        half = max(24.0, 2 * max(x2 - x1, y2 - y1)) / 8
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        assert np.allclose(b, [cx - half, cy - half, cx + half, cy + half], atol=1e-3)
+    # A second pass works on the corrected boxes: 6-px boxes get the 24-px window, so 3-px halves.
+    again = recheck(refiner, images, out, dets, 16.0, floor=0.0, passes=2)
+    for (_, _, b), (_, _, (x1, y1, x2, y2)) in zip(again[0], dets[0]):
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        assert np.allclose(b, [cx - 3, cy - 3, cx + 3, cy + 3], atol=1e-3)
+    merged = recheck(refiner, images, out, dets, 16.0, floor=0.0, nms_iou=0.5)
+    assert len(merged[0]) == 2  # the two candidates 1 px apart became one
     assert recheck(refiner, images, out, dets, 16.0, floor=1.01) == [[], []]
 
 
