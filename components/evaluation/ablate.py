@@ -54,6 +54,8 @@ ROWS = (
         note="int8; region centres at their heatmap cell's centre (offset branch ignored)"),
     Row("no refinement", "int8", variant="no_refine",
         note="int8; the refiner switched off: head classes and scores go to the language model as they are"),
+    Row("refinement: one pass, no merging", "int8", variant="one_pass",
+        note="int8; the refiner checks each candidate once and overlapping corrected boxes are all kept"),
 )
 
 NOT_DONE = (
@@ -140,7 +142,15 @@ def _no_refine(vlm) -> list[int]:
     return calls
 
 
-VARIANTS = {"cell_centre": _cell_centre, "no_refine": _no_refine}
+def _one_pass(vlm) -> list[int]:
+    """The refiner without its cascade: one re-check (model.refine_passes = 1), no NMS of the
+    corrected boxes (model.refine_nms_iou = 1). The counter is 1 when there was a refiner."""
+    calls = [int(vlm.refiner is not None)]
+    vlm.meta.refiner = {**vlm.meta.refiner, "passes": 1, "nms": 1.0}
+    return calls
+
+
+VARIANTS = {"cell_centre": _cell_centre, "no_refine": _no_refine, "one_pass": _one_pass}
 
 
 # ---- the rows ---------------------------------------------------------------------------
