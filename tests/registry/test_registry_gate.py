@@ -4,7 +4,7 @@ from __future__ import annotations
 from components.config import GateConfig
 from components.registry.gate import GATED, judge
 
-GOOD = {"f1_iou33": 0.95, "center_rmse_px": 7.0, "hallucination_rate": 0.01, "latency_p95_s": 0.5,
+GOOD = {"f1_iou33": 0.95, "center_rmse_px": 5.0, "hallucination_rate": 0.01, "latency_p95_s": 0.5,
         "count_exact": 0.99, "ece": 0.02, "template_false_alarm": 0.0}
 
 
@@ -15,7 +15,7 @@ def test_good_metrics_pass():
 
 
 def test_failure_names_metric_and_margin():
-    v = judge({**GOOD, "hallucination_rate": 0.05}, GateConfig())
+    v = judge({**GOOD, "hallucination_rate": 0.04}, GateConfig())
     assert not v.passed
     assert [c.metric for c in v.failures] == ["hallucination_rate"]
     text = v.summary()
@@ -33,16 +33,16 @@ def test_threshold_itself_and_missing_metric_fail():
 
 
 def test_worse_than_champion_fails_even_within_thresholds():
-    champ = {**GOOD, "center_rmse_px": 6.0, "count_exact": 0.995}
+    champ = {**GOOD, "center_rmse_px": 4.0, "count_exact": 0.995}
     v = judge(GOOD, GateConfig(), champ)
     failed = {(c.metric, c.op) for c in v.failures}
     assert failed == {("center_rmse_px", "<="), ("count_exact", ">=")}
-    assert "center_rmse_px = 7 is not <= champion's 6" in v.summary()
+    assert "center_rmse_px = 5 is not <= champion's 4" in v.summary()
     assert "over by 1" in v.summary()
 
 
 def test_tolerance_only_relaxes_the_champion_comparison():
-    champ = {**GOOD, "center_rmse_px": 6.0, "count_exact": 0.995}
+    champ = {**GOOD, "center_rmse_px": 4.0, "count_exact": 0.995}
     assert judge(GOOD, GateConfig(regression_tolerance=2.0), champ).passed
     # The absolute thresholds stay: tolerance never loosens them.
     bad = {**GOOD, "ece": 0.06}

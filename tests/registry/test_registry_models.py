@@ -10,7 +10,7 @@ from components.registry import registry, tracking
 from components.registry.gate import judge
 from components.registry.registry import RegistryError
 
-GOOD = {"f1_iou33": 0.95, "center_rmse_px": 7.0, "hallucination_rate": 0.01, "latency_p95_s": 0.5,
+GOOD = {"f1_iou33": 0.95, "center_rmse_px": 5.0, "hallucination_rate": 0.01, "latency_p95_s": 0.5,
         "count_exact": 0.99, "ece": 0.02, "template_false_alarm": 0.0}
 
 

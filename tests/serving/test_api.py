@@ -91,7 +91,7 @@ def test_inspect_answers_like_the_model(server, store, boards, model_dir):
     body = r.json()
     assert set(body) >= {"answer_text", "defects", "none_found", "message", "model", "latency_s"}
     assert body["model"] == {"name": store.registered_model, "version": "1"}
-    # Served as configured: with the blur-consistency check by default.
+    # Served as configured (serve.blur_check).
     direct = load_inspector(model_dir, store, blur_check=store.serve.blur_check).ask(b.test_path, QUESTION, b.template_path)
     assert body["answer_text"] == direct.answer_text
     assert body["none_found"] == direct.answer.none_found and body["latency_s"] > 0
