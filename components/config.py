@@ -181,7 +181,7 @@ class GateConfig:
     """Absolute thresholds on the int8 candidate's held-out metrics, judged as served. Each sits
     a small margin beyond what `make run` + `defectqa ablate` measured on 2026-11-26 (row
     "+int8 (served)": F1 0.953, centre RMSE 6.47 px, hallucination 0.011, count 0.757, ECE
-    0.013, template false alarms 0.0, p95 0.32 s), so a regression fails; latency is the
+    0.013, template false alarms 0.0, p95 0.30 s), so a regression fails; latency is the
     inspector's 2 s."""
     min_f1_iou33: float = 0.93
     max_center_rmse_px: float = 7.0
