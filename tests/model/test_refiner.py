@@ -118,3 +118,16 @@ def test_the_refiner_travels_with_the_model_folder(tiny_model, tmp_path):
     again = DefectVLM.load(vlm.save(tmp_path / "copy"))
     for a, b in zip(vlm.refiner.state_dict().values(), again.refiner.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_the_fused_answer_time_trunk_matches_the_trained_one_and_is_not_saved():
+    torch.manual_seed(0)
+    refiner = Refiner(NONE)
+    train_refiner(refiner, _toy_examples(64), epochs=1, batch=32, lr=1e-3, seed=0)  # BN statistics move
+    crops = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        assert refiner._fast  # built by eval() at the end of training
+        assert torch.allclose(refiner.features(crops), refiner.trunk(crops), atol=1e-4)
+    assert not any("_fast" in k for k in refiner.state_dict())
+    refiner.train()
+    assert not refiner._fast
