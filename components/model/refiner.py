@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import nms, roi_align
 
-from components.model.vlm import normalise
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -139,29 +138,29 @@ def peak_probs(heat_logits: torch.Tensor, index: torch.Tensor, boxes: torch.Tens
 
 
 @torch.no_grad()
-def recheck(refiner: Refiner, images_uint8, out: dict[str, torch.Tensor], dets: list[list[tuple]], stride: float,
+def recheck(refiner: Refiner, out: dict[str, torch.Tensor], dets: list[list[tuple]], stride: float,
             floor: float, nms_iou: float = 1.0, passes: int = 1) -> list[list[tuple]]:
-    """Re-check decoded candidates [(class id, score, box)] per image: each takes the refiner's
+    """Re-check decoded candidates [(class id, score, box)] per image of `out` (vlm.spatial's:
+    head maps and the normalised pictures): each takes the refiner's
     class, score = P(that class) and corrected box; those below `floor` are dropped, then of
     candidates overlapping by IoU > nms_iou only the surest stays.
 
     With passes > 1 the survivors are re-checked on windows around their corrected boxes: a
     crop centred on the defect sees all of it, so the box and the class both improve.
     """
-    x = normalise(images_uint8)
     for _ in range(passes):
-        dets = _recheck_once(refiner, x, out, dets, stride, floor, nms_iou)
+        dets = _recheck_once(refiner, out, dets, stride, floor, nms_iou)
     return dets
 
 
-def _recheck_once(refiner: Refiner, x: torch.Tensor, out: dict[str, torch.Tensor], dets: list[list[tuple]],
+def _recheck_once(refiner: Refiner, out: dict[str, torch.Tensor], dets: list[list[tuple]],
                   stride: float, floor: float, nms_iou: float) -> list[list[tuple]]:
     flat = [(i, d) for i, ds in enumerate(dets) for d in ds]
     if not flat:
         return [[] for _ in dets]
     index = torch.tensor([i for i, _ in flat])
     boxes = torch.tensor([d[2] for _, d in flat], dtype=torch.float32)
-    logits, fixed = refiner(x, index, boxes, peak_probs(out["heat"], index, boxes, stride), stride)
+    logits, fixed = refiner(out["pictures"], index, boxes, peak_probs(out["heat"], index, boxes, stride), stride)
     score, cls = F.softmax(logits, -1)[:, :-1].max(dim=1)
     result: list[list[tuple]] = []
     for i in range(len(dets)):

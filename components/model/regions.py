@@ -38,7 +38,7 @@ def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Det
     else:
         # The head proposes generously; the refiner names each candidate (or drops it).
         candidates = decode(out, vlm.stride, meta.refiner["floor"], candidate_limit(meta.max_regions))
-        rechecked = recheck(vlm.refiner, images_uint8, out, candidates, vlm.stride, meta.region_floor,
+        rechecked = recheck(vlm.refiner, out, candidates, vlm.stride, meta.region_floor,
                             meta.refiner.get("nms", 1.0), meta.refiner.get("passes", 1))
         decoded = [sorted(ds, key=lambda d: -d[1])[: meta.max_regions] for ds in rechecked]
     result = []

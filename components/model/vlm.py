@@ -89,10 +89,11 @@ class DefectVLM(nn.Module):
         return h.permute(0, 5, 1, 3, 2, 4).reshape(batch, -1, g, g)
 
     def spatial(self, images_uint8) -> dict[str, torch.Tensor]:
-        """Head outputs for a batch of fused (B, H, W, 3) uint8 pictures."""
+        """Head outputs for a batch of fused (B, H, W, 3) uint8 pictures, and under "pictures"
+        the normalised input (B, 3, H, W), which the refiner crops from."""
         x = normalise(images_uint8)
         pv = patchify(x, self.meta.patch_size)
-        return self.head(self.patch_grid(pv, x.shape[0]))
+        return {**self.head(self.patch_grid(pv, x.shape[0])), "pictures": x}
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from components.model.refiner import Refiner, log_size, peak_probs, to_window
 from components.model.regions import greedy_pairs
 from components.model.spatial_head import decode
-from components.model.vlm import DefectVLM, normalise
+from components.model.vlm import DefectVLM
 from components.train.images import FusedSet, dihedral
 
 
@@ -74,7 +74,6 @@ def collect(vlm: DefectVLM, refiner: Refiner, data: FusedSet, floor: float, top_
         imgs = np.stack(imgs)
         out = vlm.spatial(imgs)
         dets = decode(out, vlm.stride, floor, top_k)
-        x = normalise(imgs)
         for b, (ds, (gt, gc)) in enumerate(zip(dets, gts)):
             if not ds:
                 continue
@@ -84,7 +83,7 @@ def collect(vlm: DefectVLM, refiner: Refiner, data: FusedSet, floor: float, top_
             goal = torch.full((len(ds), 4), float("nan"))
             if (has := target >= 0).any():
                 goal[has] = to_window(gt[target[has]], refiner.windows(boxes[has]))
-            parts.append((refiner.crops(x, index, boxes).half(), peak_probs(out["heat"], index, boxes, vlm.stride),
+            parts.append((refiner.crops(out["pictures"], index, boxes).half(), peak_probs(out["heat"], index, boxes, vlm.stride),
                           log_size(boxes, vlm.stride), labels, goal))
     if not parts:  # an untrained head proposes nothing above the floor
         c = refiner.crop

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from components.model.refiner import Refiner, from_window, recheck, to_window
-from components.model.vlm import DefectVLM
+from components.model.vlm import DefectVLM, normalise
 from components.train.refine import Examples, _flip, labels_for, train_refiner
 
 NONE = 6
@@ -91,9 +91,9 @@ def test_recheck_names_moves_merges_and_drops_candidates():
         refiner.box[-1].weight.zero_()
         refiner.box[-1].bias.copy_(torch.tensor([0.0, 0.0, -1.3863, -1.3863]))
     images = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
-    out = {"heat": torch.zeros(2, NONE, 4, 4)}
+    out = {"heat": torch.zeros(2, NONE, 4, 4), "pictures": normalise(images)}
     dets = [[(0, 0.9, (2.0, 2.0, 12.0, 12.0)), (1, 0.3, (30.0, 30.0, 40.0, 44.0)), (2, 0.2, (31.0, 31.0, 41.0, 45.0))], []]
-    kept = recheck(refiner, images, out, dets, 16.0, floor=0.0)
+    kept = recheck(refiner, out, dets, 16.0, floor=0.0)
     assert len(kept[0]) == 3 and kept[1] == []
     assert all(0 <= k < NONE and 0.0 <= s <= 1.0 for k, s, _ in kept[0])
     # Each box now sits on its candidate's centre, a quarter of its window (2 x longer side, >= 24 px) wide.
@@ -102,13 +102,13 @@ def test_recheck_names_moves_merges_and_drops_candidates():
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         assert np.allclose(b, [cx - half, cy - half, cx + half, cy + half], atol=1e-3)
     # A second pass works on the corrected boxes: 6-px boxes get the 24-px window, so 3-px halves.
-    again = recheck(refiner, images, out, dets, 16.0, floor=0.0, passes=2)
+    again = recheck(refiner, out, dets, 16.0, floor=0.0, passes=2)
     for (_, _, b), (_, _, (x1, y1, x2, y2)) in zip(again[0], dets[0]):
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         assert np.allclose(b, [cx - 3, cy - 3, cx + 3, cy + 3], atol=1e-3)
-    merged = recheck(refiner, images, out, dets, 16.0, floor=0.0, nms_iou=0.5)
+    merged = recheck(refiner, out, dets, 16.0, floor=0.0, nms_iou=0.5)
     assert len(merged[0]) == 2  # the two candidates 1 px apart became one
-    assert recheck(refiner, images, out, dets, 16.0, floor=1.01) == [[], []]
+    assert recheck(refiner, out, dets, 16.0, floor=1.01) == [[], []]
 
 
 def test_the_refiner_travels_with_the_model_folder(tiny_model, tmp_path):
