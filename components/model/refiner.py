@@ -32,7 +32,7 @@ class Refiner(nn.Module):
     """Crop CNN + head evidence -> logits over the classes and a last "none" column, and a box."""
 
     def __init__(self, n_classes: int, crop: int = 32, width: int = 32, context: float = 2.0,
-                 min_side: float = 24.0, max_side: float = 96.0):
+                 min_side: float = 24.0, max_side: float = 160.0):
         super().__init__()
         self.crop, self.context, self.min_side, self.max_side = crop, context, min_side, max_side
         self.trunk = nn.Sequential(_block(3, width, 1), _block(width, 2 * width, 2), _block(2 * width, 2 * width, 1),

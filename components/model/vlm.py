@@ -68,7 +68,9 @@ class DefectVLM(nn.Module):
         if meta.refiner:
             from components.model.refiner import Refiner
 
-            self.refiner = Refiner(len(meta.classes), crop=meta.refiner["crop"], context=meta.refiner["context"])
+            # Models saved before max_side was configurable used 96.
+            self.refiner = Refiner(len(meta.classes), crop=meta.refiner["crop"], context=meta.refiner["context"],
+                                   max_side=meta.refiner.get("max_side", 96.0))
 
     @property
     def grid(self) -> int:

@@ -5,7 +5,10 @@ proposes candidates down to a low score floor. A candidate matched one-to-one to
 defect (class-agnostic, IoU >= iou) learns that defect's class, whatever class the
 head gave it, and its box; an unmatched one that overlaps no defect learns "none"; a
 duplicate of a matched defect learns only the box it lies on (its crop looks like the
-real one, so its class is left out; once both boxes agree, NMS keeps one). Crops are cut once and
+real one, so its class is left out; once both boxes agree, NMS keeps one). Each defect also
+gives a few jittered boxes (shifted, resized) that learn only the box: the head's candidates
+on long defects are short and off-centre, and the later passes see windows near the truth,
+both rarer among the head's own proposals than they are at answer time. Crops are cut once and
 reused every epoch with flips, so training takes seconds, not minutes.
 """
 from __future__ import annotations
@@ -25,6 +28,27 @@ from components.model.regions import greedy_pairs
 from components.model.spatial_head import decode
 from components.model.vlm import DefectVLM
 from components.train.images import FusedSet, dihedral
+
+
+@dataclass
+class Jitter:
+    """Box-only examples around each defect (config: train.refine_jitter*)."""
+    copies: int = 0
+    shift: float = 0.3
+    """Largest centre shift, as a share of the defect's width/height."""
+    min_scale: float = 0.5
+    max_scale: float = 1.3
+
+
+def jitter_boxes(gt: torch.Tensor, jitter: Jitter, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`jitter.copies` random boxes around each of the (M, 4) defects, and the defect each came from."""
+    n = len(gt) * jitter.copies
+    source = torch.arange(len(gt)).repeat_interleave(jitter.copies)
+    size = (gt[source, 2:] - gt[source, :2])
+    centre = (gt[source, :2] + gt[source, 2:]) / 2 + (torch.rand(n, 2, generator=g) * 2 - 1) * jitter.shift * size
+    scale = jitter.min_scale + torch.rand(n, 2, generator=g) * (jitter.max_scale - jitter.min_scale)
+    half = size * scale / 2
+    return torch.cat([centre - half, centre + half], dim=1), source
 
 
 @dataclass
@@ -59,9 +83,11 @@ def labels_for(boxes: torch.Tensor, gt: torch.Tensor, gt_cls: torch.Tensor, none
 
 @torch.no_grad()
 def collect(vlm: DefectVLM, refiner: Refiner, data: FusedSet, floor: float, top_k: int, iou_min: float,
-            views: int, seed: int, batch: int = 16) -> Examples:
-    """Crops and labels of every proposal on `views` dihedral copies of each board."""
+            views: int, seed: int, batch: int = 16, jitter: Jitter = Jitter()) -> Examples:
+    """Crops and labels of every proposal on `views` dihedral copies of each board, plus the
+    jittered box-only examples around each defect."""
     rng = random.Random(seed)
+    g = torch.Generator().manual_seed(seed)
     n_cls = len(vlm.meta.classes)
     parts: list[tuple] = []
     jobs = [(j, 0 if v == 0 else rng.randrange(1, 8)) for j in range(len(data)) for v in range(views)]
@@ -75,12 +101,16 @@ def collect(vlm: DefectVLM, refiner: Refiner, data: FusedSet, floor: float, top_
         out = vlm.spatial(imgs)
         dets = decode(out, vlm.stride, floor, top_k)
         for b, (ds, (gt, gc)) in enumerate(zip(dets, gts)):
-            if not ds:
-                continue
-            boxes = torch.tensor([d[2] for d in ds], dtype=torch.float32)
-            index = torch.full((len(ds),), b)
+            boxes = torch.tensor([d[2] for d in ds], dtype=torch.float32).reshape(-1, 4)
             labels, target = labels_for(boxes, gt, gc, n_cls, iou_min)
-            goal = torch.full((len(ds), 4), float("nan"))
+            if jitter.copies and len(gt):
+                extra, source = jitter_boxes(gt, jitter, g)
+                boxes, target = torch.cat([boxes, extra]), torch.cat([target, source])
+                labels = torch.cat([labels, torch.full((len(extra),), -1, dtype=torch.long)])
+            if not len(boxes):
+                continue
+            index = torch.full((len(boxes),), b)
+            goal = torch.full((len(boxes), 4), float("nan"))
             if (has := target >= 0).any():
                 goal[has] = to_window(gt[target[has]], refiner.windows(boxes[has]))
             parts.append((refiner.crops(out["pictures"], index, boxes).half(), peak_probs(out["heat"], index, boxes, vlm.stride),

@@ -61,7 +61,7 @@ def new_model(cfg: Config, dataset_version: str = "") -> DefectVLM:
     model, processor = build(cfg)
     m = cfg.model
     refiner = ({"floor": m.refine_floor, "crop": m.refine_crop, "context": m.refine_context, "nms": m.refine_nms_iou,
-                "passes": m.refine_passes}
+                "passes": m.refine_passes, "max_side": m.refine_max_side}
                if m.refine else {})
     meta = Meta(list(cfg.data.classes), m.input_size, m.patch_size, m.max_regions, m.region_floor, m.head_channels,
                 dataset_version=dataset_version, refiner=refiner)
@@ -101,12 +101,13 @@ def run_spatial(train: list[Sample], cfg: Config, out: Path, dataset_version: st
 def _train_refiner(vlm: DefectVLM, data, cfg: Config) -> dict:
     """Stage 1b: the refiner learns on the trained head's proposals over the training boards."""
     from components.model.refiner import candidate_limit
-    from components.train.refine import collect, train_refiner
+    from components.train.refine import Jitter, collect, train_refiner
 
     t = cfg.train
     start = time.time()
+    jitter = Jitter(t.refine_jitter, t.refine_jitter_shift, t.refine_jitter_min_scale, t.refine_jitter_max_scale)
     examples = collect(vlm, vlm.refiner, data, vlm.meta.refiner["floor"], candidate_limit(vlm.meta.max_regions), cfg.eval.iou,
-                       t.refine_views, t.seed)
+                       t.refine_views, t.seed, jitter=jitter)
     collect_minutes = (time.time() - start) / 60
     return {**train_refiner(vlm.refiner, examples, t.refine_epochs, t.refine_batch, t.refine_lr, t.seed, t.refine_box_weight),
             "refine_collect_minutes": collect_minutes}

@@ -4,7 +4,8 @@ import torch
 
 from components.model.refiner import Refiner, from_window, recheck, to_window
 from components.model.vlm import DefectVLM, normalise
-from components.train.refine import Examples, _flip, labels_for, train_refiner
+from components.train.images import FusedSet
+from components.train.refine import Examples, Jitter, _flip, collect, jitter_boxes, labels_for, train_refiner
 
 NONE = 6
 
@@ -43,6 +44,40 @@ def test_window_units_round_trip_and_follow_the_training_flips():
         ys, xs = moved[0, 0].nonzero(as_tuple=True)
         seen = torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32)
         assert torch.allclose(from_window(t, w), seen, atol=1e-4)
+
+
+def test_jittered_boxes_stay_around_their_defect_within_the_set_ranges():
+    gt = torch.tensor([[10., 10, 30, 50], [100, 100, 200, 120]])
+    jitter = Jitter(copies=50, shift=0.3, min_scale=0.5, max_scale=1.3)
+    boxes, source = jitter_boxes(gt, jitter, torch.Generator().manual_seed(0))
+    assert boxes.shape == (100, 4) and source.tolist() == [0] * 50 + [1] * 50
+    size, gsize = boxes[:, 2:] - boxes[:, :2], gt[source, 2:] - gt[source, :2]
+    ratio = size / gsize
+    assert ratio.min() >= 0.5 - 1e-5 and ratio.max() <= 1.3 + 1e-5
+    assert ratio.max() - ratio.min() > 0.5  # really spread over the range
+    shift = ((boxes[:, :2] + boxes[:, 2:]) - (gt[source, :2] + gt[source, 2:])).abs() / 2 / gsize
+    assert shift.max() <= 0.3 + 1e-5 and shift.max() > 0.2
+
+
+def test_windows_grow_with_long_candidates_up_to_max_side():
+    boxes = torch.tensor([[0., 0, 4, 4], [0, 0, 60, 10], [0, 0, 200, 10]])
+    sides = lambda r: (r.windows(boxes)[:, 2] - r.windows(boxes)[:, 0]).tolist()
+    assert sides(Refiner(NONE, max_side=160.0)) == [24.0, 120.0, 160.0]
+    assert sides(Refiner(NONE, max_side=96.0)) == [24.0, 96.0, 96.0]
+
+
+def test_collect_adds_box_only_examples_around_each_defect(tiny_model, boards):
+    vlm = DefectVLM.load(tiny_model / "spatial" / "model", quantize=False)
+    data = FusedSet(boards[:2], tuple(vlm.meta.classes), vlm.meta.input_size)
+    n_defects = sum(len(b) for b in data.boxes)
+    # A floor above every score: no head proposals, so only the jittered boxes remain.
+    plain = collect(vlm, vlm.refiner, data, floor=1.01, top_k=8, iou_min=0.33, views=1, seed=0)
+    assert len(plain.labels) == 0
+    ex = collect(vlm, vlm.refiner, data, floor=1.01, top_k=8, iou_min=0.33, views=1, seed=0, jitter=Jitter(copies=3))
+    assert len(ex.labels) == 3 * n_defects
+    assert (ex.labels == -1).all()  # they teach the box, never the class
+    assert not ex.targets.isnan().any()
+    assert ex.crops.shape[1:] == (3, vlm.refiner.crop, vlm.refiner.crop)
 
 
 def _toy_examples(n: int = 192) -> Examples:
