@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou
 from tqdm import tqdm
 
+from components.config import TrainConfig
 from components.model.refiner import Refiner, log_size, peak_probs, to_window
 from components.model.regions import greedy_pairs
 from components.model.spatial_head import decode
@@ -32,12 +33,15 @@ from components.train.images import FusedSet, dihedral
 
 @dataclass
 class Jitter:
-    """Box-only examples around each defect (config: train.refine_jitter*)."""
-    copies: int = 0
-    shift: float = 0.3
-    """Largest centre shift, as a share of the defect's width/height."""
-    min_scale: float = 0.5
-    max_scale: float = 1.3
+    """Box-only examples around each defect; the fields and their defaults are train.refine_jitter*."""
+    copies: int
+    shift: float
+    min_scale: float
+    max_scale: float
+
+    @classmethod
+    def from_config(cls, t: TrainConfig) -> "Jitter":
+        return cls(t.refine_jitter, t.refine_jitter_shift, t.refine_jitter_min_scale, t.refine_jitter_max_scale)
 
 
 def jitter_boxes(gt: torch.Tensor, jitter: Jitter, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +87,7 @@ def labels_for(boxes: torch.Tensor, gt: torch.Tensor, gt_cls: torch.Tensor, none
 
 @torch.no_grad()
 def collect(vlm: DefectVLM, refiner: Refiner, data: FusedSet, floor: float, top_k: int, iou_min: float,
-            views: int, seed: int, batch: int = 16, jitter: Jitter = Jitter()) -> Examples:
+            views: int, seed: int, batch: int = 16, jitter: Jitter | None = None) -> Examples:
     """Crops and labels of every proposal on `views` dihedral copies of each board, plus the
     jittered box-only examples around each defect."""
     rng = random.Random(seed)
@@ -103,7 +107,7 @@ def collect(vlm: DefectVLM, refiner: Refiner, data: FusedSet, floor: float, top_
         for b, (ds, (gt, gc)) in enumerate(zip(dets, gts)):
             boxes = torch.tensor([d[2] for d in ds], dtype=torch.float32).reshape(-1, 4)
             labels, target = labels_for(boxes, gt, gc, n_cls, iou_min)
-            if jitter.copies and len(gt):
+            if jitter and jitter.copies and len(gt):
                 extra, source = jitter_boxes(gt, jitter, g)
                 boxes, target = torch.cat([boxes, extra]), torch.cat([target, source])
                 labels = torch.cat([labels, torch.full((len(extra),), -1, dtype=torch.long)])

@@ -105,9 +105,8 @@ def _train_refiner(vlm: DefectVLM, data, cfg: Config) -> dict:
 
     t = cfg.train
     start = time.time()
-    jitter = Jitter(t.refine_jitter, t.refine_jitter_shift, t.refine_jitter_min_scale, t.refine_jitter_max_scale)
     examples = collect(vlm, vlm.refiner, data, vlm.meta.refiner["floor"], candidate_limit(vlm.meta.max_regions), cfg.eval.iou,
-                       t.refine_views, t.seed, jitter=jitter)
+                       t.refine_views, t.seed, jitter=Jitter.from_config(t))
     collect_minutes = (time.time() - start) / 60
     return {**train_refiner(vlm.refiner, examples, t.refine_epochs, t.refine_batch, t.refine_lr, t.seed, t.refine_box_weight),
             "refine_collect_minutes": collect_minutes}

@@ -73,7 +73,7 @@ def test_collect_adds_box_only_examples_around_each_defect(tiny_model, boards):
     # A floor above every score: no head proposals, so only the jittered boxes remain.
     plain = collect(vlm, vlm.refiner, data, floor=1.01, top_k=8, iou_min=0.33, views=1, seed=0)
     assert len(plain.labels) == 0
-    ex = collect(vlm, vlm.refiner, data, floor=1.01, top_k=8, iou_min=0.33, views=1, seed=0, jitter=Jitter(copies=3))
+    ex = collect(vlm, vlm.refiner, data, floor=1.01, top_k=8, iou_min=0.33, views=1, seed=0, jitter=Jitter(copies=3, shift=0.3, min_scale=0.5, max_scale=1.3))
     assert len(ex.labels) == 3 * n_defects
     assert (ex.labels == -1).all()  # they teach the box, never the class
     assert not ex.targets.isnan().any()
