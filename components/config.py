@@ -110,7 +110,7 @@ class ModelConfig:
 class TrainConfig:
     seed: int = 0
     threads: int = 2
-    spatial_minutes: float = 13.0
+    spatial_minutes: float = 15.0
     """Wall-clock budget of the spatial-branch training (vision tower + heatmap head)."""
     spatial_max_epochs: int = 60
     spatial_batch: int = 8
@@ -139,6 +139,9 @@ class TrainConfig:
     """bf16 autocast for the spatial stage; off: torch 2.14's CPU SDPA backward is ~40x slower in bf16."""
     spatial_template_share: float = 0.1
     """Share of boards whose defect-free template joins spatial training as a negative."""
+    spatial_no_template_share: float = 0.25
+    """Share of boards (and of template negatives) that also join the spatial branch's and the
+    refiner's training fused with no template, so no-template mode finds defects too."""
     refine_views: int = 1
     """Refiner training: dihedral copies of each training board the spatial branch proposes on."""
     refine_epochs: int = 5
@@ -176,7 +179,11 @@ class EvalConfig:
     blur_check_sigma: float = 1.5
     """Blur-consistency check: Gaussian sigma (original pixels) of the blurred copy asked alongside each board."""
     blur_check_iou: float = 0.3
-    """Blur-consistency check: a detection is kept if the blurred copy has one of its class with at least this IoU."""
+    """Blur-consistency check: a detection is kept if the blurred copy has one with at least this IoU."""
+    blur_check_same_class: bool = False
+    """Blur-consistency check: the blurred copy's defect must also be of the same class. Off: blur
+    erases what tells a mousebite from an open (or a spur from a short), so real defects whose
+    class flips under blur would be dropped; the check is about whether a defect is there."""
     robust_noise_std: float = 12.0
     """Robustness: std of the added Gaussian noise, in grey levels (0-255)."""
     robust_blur_sigma: float = 2.0
@@ -193,7 +200,7 @@ class GateConfig:
     a small margin beyond what `make run` + `defectqa ablate` measured on 2026-11-26 (commit
     deb0a36, row "+int8 (served)": F1 0.950, centre RMSE 4.75 px, hallucination 0.002, count
     0.928, ECE 0.020, template false alarms 0.0, p95 0.22 s), so a regression fails; latency
-    is the inspector's 2 s."""
+    is the inspector's 2 s, parse failures none."""
     min_f1_iou33: float = 0.93
     max_center_rmse_px: float = 6.0
     max_hallucination_rate: float = 0.02
@@ -201,6 +208,8 @@ class GateConfig:
     min_count_exact: float = 0.85
     max_ece: float = 0.03
     max_template_false_alarm: float = 0.01
+    max_parse_failure_rate: float = 0.001
+    """Grammar-constrained decoding makes every answer parse; below 1,000 answers one failure fails."""
     regression_tolerance: float = 0.0
     """A candidate may be at most this much worse than the champion on any gated metric."""
 

@@ -67,7 +67,7 @@ NOT_DONE = (
 TABLE_COLS = (("f1_iou33", "F1@.33"), ("precision_iou33", "P"), ("recall_iou33", "R"), ("map50", "mAP50"),
               ("center_rmse_px", "centre RMSE px"), ("count_exact", "count exact"),
               ("hallucination_rate", "halluc."), ("template_false_alarm", "template FA"), ("ece", "ECE"),
-              ("latency_p50_s", "p50 s"), ("latency_p95_s", "p95 s"))
+              ("parse_failure_rate", "parse fail"), ("latency_p50_s", "p50 s"), ("latency_p95_s", "p95 s"))
 
 
 # ---- the run folder --------------------------------------------------------------------

@@ -20,7 +20,7 @@ from torchvision.ops import box_iou
 
 from components.config import CLASSES, EvalConfig
 from components.data.records import Box, Sample
-from components.qa.grammar import Answer, Detection
+from components.qa.grammar import Answer, Detection, GrammarError, parse
 
 Kind = Literal["test", "template"]
 
@@ -33,6 +33,8 @@ class ImageResult:
     kind: Kind
     answer: Answer
     latency_s: float = 0.0
+    answer_text: str | None = None
+    """The answer as the inspector reads it (None: not recorded, e.g. a hand-made result)."""
 
     @property
     def gt(self) -> list[Box]:
@@ -224,6 +226,20 @@ def _map_target(r: ImageResult, classes: tuple[str, ...]) -> dict:
 # ---- latency and the whole set ------------------------------------------------------------
 
 
+def parse_failure_rate(results: list[ImageResult], classes: tuple[str, ...]) -> float:
+    """Share of recorded answer texts that the answer grammar's parser rejects (NaN: none recorded)."""
+    texts = [r.answer_text for r in results if r.answer_text is not None]
+    if not texts:
+        return math.nan
+    failed = 0
+    for text in texts:
+        try:
+            parse(text, classes)
+        except GrammarError:
+            failed += 1
+    return failed / len(texts)
+
+
 def latency(results: list[ImageResult]) -> dict[str, float]:
     lat = [r.latency_s for r in results]
     if not lat:
@@ -250,6 +266,7 @@ def compute_metrics(results: list[ImageResult], cfg: EvalConfig, classes: tuple[
         "hallucination_rate": hallucination_rate(tests, cfg.iou),
         "template_false_alarm": template_false_alarm(templates),
         "ece": ece(table),
+        "parse_failure_rate": parse_failure_rate(results, classes),
         **latency(results),
         "n_images": len(tests),
         "n_templates": len(templates),

@@ -71,7 +71,7 @@ def reliability_table(metrics: dict) -> str:
 
 
 ROBUST_COLS = ["f1_iou33", "precision_iou33", "recall_iou33", "map50", "center_rmse_px", "count_exact",
-               "hallucination_rate", "template_false_alarm", "ece"]
+               "hallucination_rate", "template_false_alarm", "ece", "parse_failure_rate"]
 
 
 def robustness_table(metrics: dict) -> str:
@@ -87,7 +87,9 @@ def settings_line(metrics: dict) -> str:
     if not s:
         return ""
     mode = "board + template" if s.get("templates_as_input", True) else "board alone (no-template mode)"
-    blur = (f"on (sigma {s.get('blur_check_sigma')}, IoU &ge; {s.get('blur_check_iou')})" if s.get("blur_check") else "off")
+    same = ", same class" if s.get("blur_check_same_class") else ", any class"
+    blur = (f"on (sigma {s.get('blur_check_sigma')}, IoU &ge; {s.get('blur_check_iou')}{same})"
+            if s.get("blur_check") else "off")
     return f"<p>Model input: {mode}. Blur-consistency check: {blur}.</p>"
 
 

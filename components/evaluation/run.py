@@ -30,7 +30,7 @@ def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir:
                                 templates_as_input=templates_as_input, robustness=robustness)
     # Nested (not scalar), so headline() and MLflow logging leave it out.
     metrics["settings"] = {"templates_as_input": templates_as_input, "blur_check": blur_check,
-                           **({"blur_check_sigma": cfg.eval.blur_check_sigma, "blur_check_iou": cfg.eval.blur_check_iou}
+                           **({k: v for k, v in inspector.version_info.items() if k.startswith("blur_check_")}
                               if blur_check else {})}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe))

@@ -1,9 +1,12 @@
 """An optional blur-consistency check around an Inspector.
 
 Each board is asked twice: as given, and as a Gaussian-blurred copy (board and template
-blurred alike). A reported defect is kept only if the blurred answer has a defect of
-the same class overlapping it (IoU >= cfg.blur_check_iou): a real defect survives a
-slight blur, a peak made by sensor noise or a JPEG artefact often does not. The price
+blurred alike). A reported defect is kept only if the blurred answer has a defect
+overlapping it (IoU >= cfg.blur_check_iou): a real defect survives a slight blur, a peak
+made by sensor noise or a JPEG artefact often does not. By default the blurred defect
+may be of another class: blur erases the fine detail that tells a mousebite from an open
+or a spur from a short, so asking for the same class drops real defects
+(cfg.blur_check_same_class). The price
 is a second pass (batched with the first), so latency roughly doubles; evaluation
 reports it as measured.
 """
@@ -25,14 +28,18 @@ def blurred(image: str | Path | Image.Image, sigma: float) -> Image.Image:
     return open_gray(image).filter(ImageFilter.GaussianBlur(radius=sigma))
 
 
-def consistent(original: list[Detection], other: list[Detection], iou_min: float) -> list[Detection]:
-    """The detections of `original` that have a same-class detection in `other` with IoU >= iou_min."""
+def consistent(original: list[Detection], other: list[Detection], iou_min: float,
+               same_class: bool = False) -> list[Detection]:
+    """The detections of `original` that have a detection in `other` (of the same class, when
+    asked) with IoU >= iou_min."""
     if not original or not other:
         return []
     iou = box_iou(torch.tensor([d.box for d in original], dtype=torch.float32),
                   torch.tensor([d.box for d in other], dtype=torch.float32))
-    same = torch.tensor([[a.cls == b.cls for b in other] for a in original])
-    keep = ((iou >= iou_min) & same).any(dim=1).tolist()
+    match = iou >= iou_min
+    if same_class:
+        match &= torch.tensor([[a.cls == b.cls for b in other] for a in original])
+    keep = match.any(dim=1).tolist()
     return [d for d, k in zip(original, keep) if k]
 
 
@@ -55,8 +62,8 @@ def filtered_answer(answer: Answer, kept: list[Detection], raw: str) -> Answer:
 class BlurChecked:
     """Same interface as Inspector (ask, ask_batch, vlm, version_info), answers blur-checked."""
 
-    def __init__(self, inner, sigma: float = 1.5, iou: float = 0.3):
-        self.inner, self.sigma, self.iou = inner, sigma, iou
+    def __init__(self, inner, sigma: float, iou: float, same_class: bool):
+        self.inner, self.sigma, self.iou, self.same_class = inner, sigma, iou, same_class
 
     @property
     def vlm(self):
@@ -64,7 +71,8 @@ class BlurChecked:
 
     @property
     def version_info(self) -> dict:
-        return {**self.inner.version_info, "blur_check_sigma": self.sigma, "blur_check_iou": self.iou}
+        return {**self.inner.version_info, "blur_check_sigma": self.sigma, "blur_check_iou": self.iou,
+                "blur_check_same_class": self.same_class}
 
     def ask(self, image, question: str, template=None):
         return self.ask_batch([(image, template)], question)[0]
@@ -82,7 +90,7 @@ class BlurChecked:
         each = (time.perf_counter() - start) / n
         results = []
         for p, s in zip(both[:n], both[n:]):
-            answer = filtered_answer(p.answer, consistent(p.answer.detections, s.answer.detections, self.iou), p.raw)
+            answer = filtered_answer(p.answer, consistent(p.answer.detections, s.answer.detections, self.iou, self.same_class), p.raw)
             results.append(InspectResult(answer, render(answer), p.raw, p.regions, each))
         return results
 
@@ -94,5 +102,6 @@ def load_inspector(model_dir: Path, cfg, quantize: bool | None = None, blur_chec
 
     inspector = Inspector.load(model_dir, quantize=quantize)
     if cfg.serve.blur_check if blur_check is None else blur_check:
-        inspector = BlurChecked(inspector, cfg.eval.blur_check_sigma, cfg.eval.blur_check_iou)
+        inspector = BlurChecked(inspector, cfg.eval.blur_check_sigma, cfg.eval.blur_check_iou,
+                                cfg.eval.blur_check_same_class)
     return inspector

@@ -3,7 +3,9 @@
 AOI compares a board with its aligned defect-free template, so the model sees one
 fused RGB picture: R = board under test, G = template, B = |test - template|
 (computed at full resolution before resizing, so thin defects survive). With no
-template the board fills R and G and the difference channel is empty.
+template (no-template mode) only R holds the board: G and B are empty, which no real
+pair gives (a defect-free template against itself is R = G, B empty), so the model can
+tell "no template" from "identical to its template".
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def fuse(test: str | Path | Image.Image, template: str | Path | Image.Image | No
     """Fused size x size RGB input for one board (and its template, if given)."""
     t = open_gray(test)
     if template is None:
-        g, d = t, Image.new("L", t.size, 0)
+        g = d = Image.new("L", t.size, 0)
     else:
         g = open_gray(template)
         if g.size != t.size:

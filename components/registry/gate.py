@@ -20,6 +20,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("count_exact", "min_count_exact", ">"),
     ("ece", "max_ece", "<"),
     ("template_false_alarm", "max_template_false_alarm", "<"),
+    ("parse_failure_rate", "max_parse_failure_rate", "<"),
 )
 GATED: tuple[str, ...] = tuple(r[0] for r in RULES)
 

@@ -15,9 +15,11 @@ from components.model.fuse import Frame, fuse, image_size
 
 
 class FusedSet:
-    """Fused pictures, boxes (model frame) and class ids for boards and, optionally, templates."""
+    """Fused pictures, boxes (model frame) and class ids for boards and, optionally, templates
+    (as negatives) and no-template copies (the board, or its template, fused with no template)."""
 
-    def __init__(self, samples: list[Sample], classes: tuple[str, ...], size: int, template_share: float = 0.0, seed: int = 0):
+    def __init__(self, samples: list[Sample], classes: tuple[str, ...], size: int, template_share: float = 0.0,
+                 seed: int = 0, no_template_share: float = 0.0):
         self.images: list[np.ndarray] = []
         self.boxes: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
@@ -26,10 +28,15 @@ class FusedSet:
         rng = random.Random(seed)
         for s in samples:
             frame = Frame(*image_size(s.test_path), size)
-            self._add(fuse(s.test_path, s.template_path, size),
-                      [frame.to_model((b.x1, b.y1, b.x2, b.y2)) for b in s.boxes], [cls_id[b.cls] for b in s.boxes], False)
+            boxes = [frame.to_model((b.x1, b.y1, b.x2, b.y2)) for b in s.boxes]
+            labels = [cls_id[b.cls] for b in s.boxes]
+            self._add(fuse(s.test_path, s.template_path, size), boxes, labels, False)
+            if no_template_share and rng.random() < no_template_share:
+                self._add(fuse(s.test_path, None, size), boxes, labels, False)
             if s.template_path and rng.random() < template_share:
                 self._add(fuse(s.template_path, s.template_path, size), [], [], True)
+                if no_template_share and rng.random() < no_template_share:
+                    self._add(fuse(s.template_path, None, size), [], [], True)
 
     def _add(self, img, boxes, labels, is_template: bool) -> None:
         self.images.append(np.asarray(img, dtype=np.uint8))

@@ -87,7 +87,8 @@ def run_spatial(train: list[Sample], cfg: Config, out: Path, dataset_version: st
         return done
     torch.set_num_threads(cfg.train.threads)
     vlm = new_model(cfg, dataset_version)
-    data = FusedSet(train, cfg.data.classes, cfg.model.input_size, cfg.train.spatial_template_share, cfg.train.seed)
+    data = FusedSet(train, cfg.data.classes, cfg.model.input_size, cfg.train.spatial_template_share, cfg.train.seed,
+                    cfg.train.spatial_no_template_share)
     figures = train_spatial(vlm, data, cfg.train, out / "work", log)
     if vlm.refiner is not None:
         figures.update(_train_refiner(vlm, data, cfg))

@@ -6,7 +6,7 @@ import pytest
 from components.config import EvalConfig
 from components.data.records import Box, Sample
 from components.evaluation.metrics import ImageResult, compute_metrics, correct_flags, headline, match
-from components.qa.grammar import Answer, Detection
+from components.qa.grammar import Answer, Detection, render
 
 CFG = EvalConfig()
 GT_A = Box(100, 100, 130, 130, "short")
@@ -115,3 +115,13 @@ def test_latency_percentiles_and_headline():
     assert m["latency_p95_s"] == pytest.approx(0.955)
     flat = headline(m)
     assert "per_class" not in flat and flat["n_images"] == 10.0
+
+
+def test_parse_failure_rate_counts_texts_the_grammar_rejects():
+    s = sample("1", [GT_A])
+    good = Answer([det(GT_A)])
+    ok = ImageResult(s, "test", good, 0.0, render(good))
+    bad = ImageResult(s, "test", good, 0.0, "[DEFECT] short 1,2 [EOF]")  # a box needs four numbers
+    assert compute_metrics([ok, ok, ok, bad], CFG)["parse_failure_rate"] == 0.25
+    assert compute_metrics([ok], CFG)["parse_failure_rate"] == 0.0
+    assert math.isnan(compute_metrics([res(s, [det(GT_A)])], CFG)["parse_failure_rate"])  # no text recorded

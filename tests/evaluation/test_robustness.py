@@ -55,7 +55,7 @@ def test_blur_check_drops_a_defect_the_blurred_copy_does_not_confirm(boards):
     moved = Detection("short", (104, 102, 142, 144), 0.7)   # same defect, slightly shifted: IoU ~0.8
     wrong_class = Detection("open", (300, 300, 320, 330), 0.7)  # same place as SPUR, other class
     inner = FixedAnswers([SHORT, SPUR], [moved, wrong_class], count=True)
-    checked = BlurChecked(inner, sigma=2.0, iou=0.3)
+    checked = BlurChecked(inner, sigma=2.0, iou=0.3, same_class=True)
     r = checked.ask(boards[0].test_path, "How many defects?", boards[0].template_path)
     assert r.answer.detections == [SHORT]
     assert r.answer.count == 1 and not r.answer.none_found
@@ -67,8 +67,18 @@ def test_blur_check_drops_a_defect_the_blurred_copy_does_not_confirm(boards):
     assert r.latency_s > 0
 
 
+def test_blur_check_by_default_keeps_a_defect_whose_class_flips_under_blur(boards):
+    wrong_class = Detection("open", (300, 300, 320, 330), 0.7)  # same place as SPUR, other class
+    far = Detection("short", (500, 500, 520, 520), 0.7)       # nowhere near SHORT
+    checked = BlurChecked(FixedAnswers([SHORT, SPUR], [wrong_class, far]), sigma=2.0, iou=0.3, same_class=False)
+    r = checked.ask(boards[0].test_path, "Describe all defects.", boards[0].template_path)
+    assert r.answer.detections == [SPUR]
+    assert consistent([SPUR], [wrong_class], 0.3) == [SPUR]
+    assert consistent([SPUR], [wrong_class], 0.3, same_class=True) == []
+
+
 def test_blur_check_that_drops_everything_says_none_found(boards):
-    checked = BlurChecked(FixedAnswers([SPUR], [], count=True), sigma=1.0, iou=0.3)
+    checked = BlurChecked(FixedAnswers([SPUR], [], count=True), sigma=1.0, iou=0.3, same_class=False)
     r = checked.ask(boards[0].test_path, "How many defects?")
     assert r.answer.none_found and r.answer.count == 0
     assert r.answer_text == "[COUNT] 0 [NONE] [EOF]"
@@ -77,7 +87,7 @@ def test_blur_check_that_drops_everything_says_none_found(boards):
 
 def test_blur_check_on_the_tiny_model_answers_in_grammar(tiny_model, boards):
     inner = Inspector.load(tiny_model / "int8" / "model")
-    checked = BlurChecked(inner, sigma=1.5, iou=0.3)
+    checked = BlurChecked(inner, sigma=1.5, iou=0.3, same_class=False)
     plain = inner.ask_batch([(b.test_path, b.template_path) for b in boards[:2]], "Describe all defects.")
     both = checked.ask_batch([(b.test_path, b.template_path) for b in boards[:2]], "Describe all defects.")
     for p, c in zip(plain, both):

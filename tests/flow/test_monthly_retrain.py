@@ -58,7 +58,7 @@ def test_first_month_registers_a_challenger(replay):
         m = first["metrics"][name]
         assert m["n_images"] == 2 and m["n_templates"] == 2
         assert {"f1_iou33", "map50", "center_rmse_px", "count_exact", "hallucination_rate",
-                "template_false_alarm", "ece", "latency_p95_s"} <= set(m)
+                "template_false_alarm", "ece", "latency_p95_s", "parse_failure_rate"} <= set(m)
 
 
 def test_run_is_tracked_in_mlflow(replay):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from components.config import CLASSES
 from components.model.fuse import Frame, fuse
 from components.model.spatial_head import build_targets, decode
 from components.model.vlm import DefectVLM, normalise, patchify
@@ -27,7 +28,25 @@ def test_fused_input_has_difference_channel(boards):
     img = np.asarray(fuse(boards[0].test_path, boards[0].template_path, 224))
     alone = np.asarray(fuse(boards[0].test_path, None, 224))
     assert img[..., 2].max() > 100  # defects differ from the template
-    assert alone[..., 2].max() == 0 and (alone[..., 0] == alone[..., 1]).all()
+    # No template: only the board, so it never looks like a template fused with itself (R = G).
+    assert alone[..., 1].max() == 0 and alone[..., 2].max() == 0
+    assert (alone[..., 0] == img[..., 0]).all()
+
+
+def test_fused_set_adds_no_template_copies_with_the_same_boxes(boards):
+    from components.train.images import FusedSet
+
+    plain = FusedSet(boards[:3], CLASSES, 224)
+    both = FusedSet(boards[:3], CLASSES, 224,
+                    template_share=1.0, no_template_share=1.0)
+    assert len(plain) == 3 and len(both) == 3 * 4  # board, board alone, template, template alone
+    alone = [i for i, img in enumerate(both.images) if img[..., 1].max() == 0]
+    assert len(alone) == 6
+    boards_alone = [i for i in alone if not both.is_template[i]]
+    for i, j in zip(boards_alone, range(3)):
+        assert np.array_equal(both.boxes[i], plain.boxes[j]) and len(plain.boxes[j])
+        assert np.array_equal(both.images[i][..., 0], plain.images[j][..., 0])
+    assert all(len(both.boxes[i]) == 0 for i in alone if both.is_template[i])
 
 
 def test_frame_round_trip():

@@ -5,7 +5,8 @@ from components.config import GateConfig
 from components.registry.gate import GATED, judge
 
 GOOD = {"f1_iou33": 0.95, "center_rmse_px": 5.0, "hallucination_rate": 0.01, "latency_p95_s": 0.5,
-        "count_exact": 0.99, "ece": 0.02, "template_false_alarm": 0.0}
+        "count_exact": 0.99, "ece": 0.02, "template_false_alarm": 0.0,
+        "parse_failure_rate": 0.0}
 
 
 def test_good_metrics_pass():
