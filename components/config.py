@@ -110,7 +110,7 @@ class ModelConfig:
 class TrainConfig:
     seed: int = 0
     threads: int = 2
-    spatial_minutes: float = 15.0
+    spatial_minutes: float = 13.0
     """Wall-clock budget of the spatial-branch training (vision tower + heatmap head)."""
     spatial_max_epochs: int = 60
     spatial_batch: int = 8
@@ -140,11 +140,11 @@ class TrainConfig:
     spatial_template_share: float = 0.1
     """Share of boards whose defect-free template joins spatial training as a negative."""
     spatial_no_template_share: float = 0.25
-    """Share of boards (and of template negatives) that also join the spatial branch's and the
-    refiner's training fused with no template, so no-template mode finds defects too."""
+    """Share of boards that also join the spatial branch's and the refiner's training fused with
+    no template, each with its template alone as a negative, so no-template mode works too."""
     refine_views: int = 1
     """Refiner training: dihedral copies of each training board the spatial branch proposes on."""
-    refine_epochs: int = 5
+    refine_epochs: int = 4
     refine_batch: int = 128
     refine_lr: float = 2e-3
     """Peak learning rate of the refiner (one-cycle)."""

@@ -162,10 +162,11 @@ def ablate(
     data: Annotated[Optional[Path], typer.Option(help="DeepPCB-layout folder holding the held-out groups (default: paths.bundled_data).")] = None,
     out: Annotated[Path, typer.Option(help="Markdown file to write the results to.")] = Path("docs/RESULTS.md"),
     max_images: Annotated[int, typer.Option(help="Evaluate only the first N held-out boards (0 = all).")] = 0,
+    robustness: Annotated[bool, typer.Option(help="Also evaluate the served model under noise, blur, brightness and JPEG (~4 evaluations more).")] = True,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
     """Evaluate each stage's model (SFT, +DPO, +calibration, int8) and options (blur check, no template, ...) on the held-out groups; write a results table."""
-    from components.evaluation.ablate import ablate as run, render_results, write_results
+    from components.evaluation.ablate import ablate as run, render_results, served_robustness, write_results
 
     cfg = _cfg(params, set_)
     cfg.eval.max_images = max_images or cfg.eval.max_images
@@ -174,14 +175,16 @@ def ablate(
         _fail(f"{run_dir}: no such run folder")
     try:
         results, samples = run(run_dir, data, cfg)
+        robust = served_robustness(run_dir, samples, cfg) if robustness and (run_dir / "int8" / "model").is_dir() else None
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     import shlex
 
     command = shlex.join(["defectqa", "ablate", str(run_dir), "--data", str(data), "--out", str(out),
-                          *(["--max-images", str(max_images)] if max_images else []), "--params", str(params),
+                          *(["--max-images", str(max_images)] if max_images else []),
+                          *([] if robustness else ["--no-robustness"]), "--params", str(params),
                           *[a for s in set_ or [] for a in ("--set", s)]])
-    write_results(out, render_results(results, samples, cfg, command, run_dir, data))
+    write_results(out, render_results(results, samples, cfg, command, run_dir, data, robust=robust))
     typer.echo(f"results: {out}", err=True)
     for r in results:
         typer.echo(json.dumps(r))

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -36,6 +36,8 @@ class Row:
     quantize: bool | None = None
     """None = as the folder's meta says (int8 for the int8 stage)."""
     blur_check: bool = False
+    blur_same_class: bool | None = None
+    """With the blur check: must the blurred copy name the same class? None = as configured."""
     templates_as_input: bool = True
     variant: str = ""
     """Decode-time ablation of the spatial branch (see VARIANTS)."""
@@ -48,7 +50,9 @@ ROWS = (
     Row("+calibration", "calibrated", False, note="fp32, Platt-scaled confidences"),
     Row("+int8 (served)", "int8", note="int8 language model, fp32 vision: what is served (serve.blur_check off)"),
     Row("+blur check (option)", "int8", blur_check=True,
-        note="int8; board and a blurred copy, defects seen in both (serve.blur_check=true)"),
+        note="int8; board and a blurred copy, defects seen in both, of any class (serve.blur_check=true)"),
+    Row("blur check, same class", "int8", blur_check=True, blur_same_class=True,
+        note="int8; as above, but the blurred copy must name the same class (eval.blur_check_same_class=true)"),
     Row("no template", "int8", templates_as_input=False, note="int8; the model sees each board alone"),
     Row("coordinate head: no sub-cell offset", "int8", variant="cell_centre",
         note="int8; region centres at their heatmap cell's centre (offset branch ignored)"),
@@ -159,6 +163,8 @@ VARIANTS = {"cell_centre": _cell_centre, "no_refine": _no_refine, "one_pass": _o
 def evaluate_row(row: Row, run_dir: Path, samples: list[Sample], cfg: Config, figures: dict[str, dict]) -> dict:
     """One row: its settings, headline metrics (NaN as None), training minutes and eval time."""
     model_dir = run_dir / row.stage / "model"
+    if row.blur_same_class is not None:
+        cfg = replace(cfg, eval=replace(cfg.eval, blur_check_same_class=row.blur_same_class))
     inspector = load_inspector(model_dir, cfg, row.quantize, row.blur_check)
     calls = VARIANTS[row.variant](inspector.vlm) if row.variant else None
     start = time.perf_counter()
@@ -168,7 +174,9 @@ def evaluate_row(row: Row, run_dir: Path, samples: list[Sample], cfg: Config, fi
     out = {
         "row": row.name, "model": f"{row.stage}/model", "quantize": inspector.vlm.meta.quantize if row.quantize is None
         else ("int8" if row.quantize else "none"),
-        "blur_check": row.blur_check, "templates_as_input": row.templates_as_input, "variant": row.variant,
+        "blur_check": row.blur_check,
+        **({"blur_check_same_class": cfg.eval.blur_check_same_class} if row.blur_check else {}),
+        "templates_as_input": row.templates_as_input, "variant": row.variant,
         "train_minutes": round(minutes, 2), "train_minutes_not_recorded": missing,
         "eval_seconds": round(time.perf_counter() - start, 1), "note": row.note,
         "metrics": {k: (None if math.isnan(v) else v) for k, v in headline(metrics).items()},
@@ -194,6 +202,17 @@ def ablate(run_dir: Path, data_dir: Path, cfg: Config, rows: tuple[Row, ...] = R
     return results, samples
 
 
+def served_robustness(run_dir: Path, samples: list[Sample], cfg: Config) -> dict[str, dict]:
+    """The "+int8 (served)" row's model under each perturbation of evaluation/robustness.py:
+    {name: severity + headline metrics}."""
+    from components.evaluation.robustness import evaluate_robustness
+
+    inspector = load_inspector(Path(run_dir) / "int8" / "model", cfg, None, blur_check=False)
+    robust = evaluate_robustness(inspector, samples, cfg.eval, cfg.data.classes)
+    return {name: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}
+            for name, m in robust.items()}
+
+
 # ---- RESULTS.md ----------------------------------------------------------------------------
 
 
@@ -203,8 +222,29 @@ def _cell(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+ROBUST_COLS = (("f1_iou33", "F1@.33"), ("precision_iou33", "P"), ("recall_iou33", "R"),
+               ("center_rmse_px", "centre RMSE px"), ("count_exact", "count exact"),
+               ("hallucination_rate", "halluc."), ("template_false_alarm", "template FA"), ("ece", "ECE"))
+
+
+def robustness_lines(robust: dict[str, dict], results: list[dict]) -> list[str]:
+    """The robustness table: the served row clean, then one row per perturbation."""
+    served = next((r["metrics"] for r in results if r["row"] == "+int8 (served)" and "metrics" in r), {})
+    lines = ["## Robustness (served model)", "",
+             "The \"+int8 (served)\" model on the same boards with the board under test perturbed "
+             "(its template is not): Gaussian noise (std, grey levels), Gaussian blur (sigma, px), "
+             "brightness (factor) and JPEG re-encoding (quality); `defectqa evaluate --robustness` "
+             "gives the same rows for any model.", "",
+             "| perturbation | severity | " + " | ".join(h for _, h in ROBUST_COLS) + " |",
+             "|---|---|" + "---|" * len(ROBUST_COLS),
+             "| none (clean) | – | " + " | ".join(_cell(served.get(k)) for k, _ in ROBUST_COLS) + " |"]
+    for name, m in robust.items():
+        lines.append(f"| {name} | {_cell(m.get('severity'))} | " + " | ".join(_cell(m.get(k)) for k, _ in ROBUST_COLS) + " |")
+    return lines + [""]
+
+
 def render_results(results: list[dict], samples: list[Sample], cfg: Config, command: str, run_dir: Path,
-                   data_dir: Path, when: dt.datetime | None = None) -> str:
+                   data_dir: Path, when: dt.datetime | None = None, robust: dict[str, dict] | None = None) -> str:
     when = when or dt.datetime.now()
     n_templates = sum(1 for s in samples if s.template_path)
     lines = [
@@ -234,8 +274,11 @@ def render_results(results: list[dict], samples: list[Sample], cfg: Config, comm
                      + f" | {r['train_minutes']:.1f} | {r['note']} |")
     lines += ["", "Not measured:", ""]
     lines += [f"- {name}: {why}." for name, why in NOT_DONE]
-    lines += ["", "## JSON rows", "", "```json"]
+    lines += [""] + (robustness_lines(robust, results) if robust else [])
+    lines += ["## JSON rows", "", "```json"]
     lines += [json.dumps(r) for r in results]
+    if robust:
+        lines += [json.dumps({"robustness": name, **m}) for name, m in robust.items()]
     lines += ["```", ""]
     return "\n".join(lines)
 

@@ -1,14 +1,15 @@
 """An optional blur-consistency check around an Inspector.
 
-Each board is asked twice: as given, and as a Gaussian-blurred copy (board and template
-blurred alike). A reported defect is kept only if the blurred answer has a defect
-overlapping it (IoU >= cfg.blur_check_iou): a real defect survives a slight blur, a peak
-made by sensor noise or a JPEG artefact often does not. By default the blurred defect
-may be of another class: blur erases the fine detail that tells a mousebite from an open
-or a spur from a short, so asking for the same class drops real defects
-(cfg.blur_check_same_class). The price
-is a second pass (batched with the first), so latency roughly doubles; evaluation
-reports it as measured.
+Each board is also looked at as a Gaussian-blurred copy (board and template blurred
+alike). A reported defect is kept only if the model sees a defect there on the blurred
+copy too (IoU >= cfg.blur_check_iou): a real defect survives a slight blur, a peak made by
+sensor noise or a JPEG artefact often does not. "Sees" means the blurred copy's regions
+(spatial branch + refiner, above the region floor), not its answer: the language model's
+answer follows the question ("any shorts?") and would hide the rest, and the regions alone
+cost about a third of a full answer. By default the blurred region may be of another class:
+blur erases the fine detail that tells a mousebite from an open or a spur from a short, so
+asking for the same class drops real defects (cfg.blur_check_same_class). Evaluation
+reports the latency it adds, as measured.
 """
 from __future__ import annotations
 
@@ -78,19 +79,18 @@ class BlurChecked:
         return self.ask_batch([(image, template)], question)[0]
 
     def ask_batch(self, boards: list[tuple], question: str | list[str]) -> list:
-        """Both passes in one batch of the inner inspector (board, then blurred copy, per pair);
-        each result's latency is that batch's time over the number of boards."""
+        """The inner inspector's answers, each defect kept only if the blurred copy's regions
+        confirm it; each result's latency includes the blurred pass (batch time / boards)."""
         from components.model.inference import InspectResult
 
         start = time.perf_counter()
-        n = len(boards)
-        questions = [question] * n if isinstance(question, str) else list(question)
-        soft_boards = [(blurred(img, self.sigma), None if tmpl is None else blurred(tmpl, self.sigma)) for img, tmpl in boards]
-        both = self.inner.ask_batch(list(boards) + soft_boards, questions + questions)
-        each = (time.perf_counter() - start) / n
+        answers = self.inner.ask_batch(boards, question)
+        soft = self.inner.regions_batch([(blurred(img, self.sigma), None if tmpl is None else blurred(tmpl, self.sigma))
+                                         for img, tmpl in boards])
+        each = (time.perf_counter() - start) / len(boards)
         results = []
-        for p, s in zip(both[:n], both[n:]):
-            answer = filtered_answer(p.answer, consistent(p.answer.detections, s.answer.detections, self.iou, self.same_class), p.raw)
+        for p, seen in zip(answers, soft):
+            answer = filtered_answer(p.answer, consistent(p.answer.detections, seen, self.iou, self.same_class), p.raw)
             results.append(InspectResult(answer, render(answer), p.raw, p.regions, each))
         return results
 

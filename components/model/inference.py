@@ -73,6 +73,25 @@ class Inspector:
         if any(not q or not q.strip() for q in questions):
             raise ValueError("the question is empty")
         start = time.perf_counter()
+        pictures, sizes, regions = self._propose(boards)
+        scans = self._generate(pictures, [prompt_text(q) for q in questions],
+                               [descriptors(r, s) for r, s in zip(regions, sizes)])
+        each = (time.perf_counter() - start) / len(boards)
+        results = []
+        for (raw, logprobs), regs, (_, template) in zip(scans, regions, boards):
+            calibrated = self._calibrated(regs, template is not None)
+            answer = resolve_scan(raw, calibrated, tuple(self.vlm.meta.classes))
+            results.append(InspectResult(answer, render(answer), raw, calibrated, each, logprobs))
+        return results
+
+    @torch.no_grad()
+    def regions_batch(self, boards: list[tuple]) -> list[list[Detection]]:
+        """What the spatial branch and refiner see on each (board, template-or-None) pair, any
+        class, calibrated confidences: the regions the language model would decide on."""
+        return [self._calibrated(regs, template is not None) for regs, (_, template) in zip(self._propose(boards)[2], boards)]
+
+    def _propose(self, boards: list[tuple]) -> tuple[list[Image.Image], list[tuple[int, int]], list[list[Detection]]]:
+        """Fused pictures, board sizes and the regions (raw scores) of a batch of pairs."""
         meta = self.vlm.meta
         pictures, frames, sizes = [], [], []
         for image, template in boards:
@@ -80,17 +99,13 @@ class Inspector:
             pictures.append(fuse(board, template, meta.input_size))
             frames.append(Frame(*board.size, meta.input_size))
             sizes.append(board.size)
+        return pictures, sizes, propose(self.vlm, np.stack([np.asarray(p) for p in pictures]), frames)
+
+    def _calibrated(self, regions: list[Detection], with_template: bool) -> list[Detection]:
         # The language model was trained on raw head scores; users get calibrated ones.
-        regions = propose(self.vlm, np.stack([np.asarray(p) for p in pictures]), frames)
-        scans = self._generate(pictures, [prompt_text(q) for q in questions],
-                               [descriptors(r, s) for r, s in zip(regions, sizes)])
-        each = (time.perf_counter() - start) / len(boards)
-        results = []
-        for (raw, logprobs), regs in zip(scans, regions):
-            calibrated = [Detection(r.cls, r.box, calibrate(r.conf, meta.calibration)) for r in regs]
-            answer = resolve_scan(raw, calibrated, tuple(meta.classes))
-            results.append(InspectResult(answer, render(answer), raw, calibrated, each, logprobs))
-        return results
+        meta = self.vlm.meta
+        params = meta.calibration if with_template else meta.calibration_no_template
+        return [Detection(r.cls, r.box, calibrate(r.conf, params)) for r in regions]
 
     def _inputs(self, pictures: list[Image.Image], texts: list[str]):
         """Processor inputs of the batch. The prompts differ only by their question; shorter ones

@@ -32,6 +32,9 @@ class Meta:
     head_channels: int
     calibration: dict = field(default_factory=lambda: {"a": 1.0, "b": 0.0})
     """Platt scaling of the head score: conf = sigmoid(a * logit(score) + b)."""
+    calibration_no_template: dict = field(default_factory=lambda: {"a": 1.0, "b": 0.0})
+    """The same for boards asked without a template (no-template mode), fitted apart: the
+    model is far less sure there, and one fit for both would mis-state each."""
     quantize: str = "none"
     """'int8' = dynamic int8 Linear layers applied at load time (the served model)."""
     dataset_version: str = ""

@@ -3,7 +3,9 @@
 A reported defect's confidence is sigmoid(a * logit(head score) + b), with a, b fitted
 by logistic regression on whether each reported defect was right (same class, IoU
 >= 0.33) on the calibration groups, defect-free templates included (anything reported
-there is wrong). Stored in the model folder's meta, so it ships with the model.
+there is wrong). Fitted twice: boards with their templates (`calibration`) and boards
+alone (`calibration_no_template`, the no-template mode, where the model is much less
+sure). Stored in the model folder's meta, so it ships with the model.
 """
 from __future__ import annotations
 
@@ -37,23 +39,35 @@ def fit_platt(scores: list[float], correct: list[bool]) -> dict:
 
 
 def fit_calibration(model_dir: Path, calib: list[Sample], cfg: Config) -> dict:
-    """Fit on `calib` with the model in model_dir (fp32) and write the result into its meta."""
-    from components.model.inference import Inspector
-    from components.model.regions import calibrate
-
+    """Fit on `calib` with the model in model_dir (fp32), with and without templates, and write
+    both into its meta."""
     meta_path = Path(model_dir) / META_FILE
     meta = json.loads(meta_path.read_text())
-    meta["calibration"] = {"a": 1.0, "b": 0.0}
+    meta["calibration"] = meta["calibration_no_template"] = {"a": 1.0, "b": 0.0}
     meta_path.write_text(json.dumps(meta, indent=2))
     if not calib:
         return {"calib_images": 0, "calib_detections": 0, "note": "no calibration groups: identity calibration"}
-    results = run_inspector(Inspector.load(model_dir, quantize=False), calib, cfg.eval, desc="calibration")
+    figures = {"calib_images": len(calib)}
+    for key, prefix, with_template in (("calibration", "calib", True), ("calibration_no_template", "calib_no_template", False)):
+        params, fig = _fit_one(model_dir, calib, cfg, with_template)
+        meta[key] = params
+        figures.update({f"{prefix}_{k}": v for k, v in fig.items()})
+    meta_path.write_text(json.dumps(meta, indent=2))
+    return figures
+
+
+def _fit_one(model_dir: Path, calib: list[Sample], cfg: Config, with_template: bool) -> tuple[dict, dict]:
+    """(Platt parameters, figures) of the model's raw scores on `calib`, boards asked with their
+    templates or alone."""
+    from components.model.inference import Inspector
+    from components.model.regions import calibrate
+
+    results = run_inspector(Inspector.load(model_dir, quantize=False), calib, cfg.eval, templates_as_input=with_template,
+                            desc="calibration" + ("" if with_template else " (no template)"))
     scores = [d.conf for r in results for d in r.answer.detections]
     correct = [c for r in results for c in correct_flags(r, cfg.eval.iou)]
     params = fit_platt(scores, correct)
-    meta["calibration"] = params
-    meta_path.write_text(json.dumps(meta, indent=2))
     after = [calibrate(s, params) for s in scores]
-    return {"calib_images": len(calib), "calib_detections": len(scores), "calib_a": params["a"], "calib_b": params["b"],
-            "calib_ece_before": ece(reliability(scores, correct, cfg.eval.ece_bins)),
-            "calib_ece_after": ece(reliability(after, correct, cfg.eval.ece_bins))}
+    return params, {"detections": len(scores), "a": params["a"], "b": params["b"],
+                    "ece_before": ece(reliability(scores, correct, cfg.eval.ece_bins)),
+                    "ece_after": ece(reliability(after, correct, cfg.eval.ece_bins))}

@@ -32,11 +32,13 @@ class FusedSet:
             labels = [cls_id[b.cls] for b in s.boxes]
             self._add(fuse(s.test_path, s.template_path, size), boxes, labels, False)
             if no_template_share and rng.random() < no_template_share:
+                # The board alone, and its template alone as a negative: without templates
+                # the model must learn what a clean board looks like, not only defects.
                 self._add(fuse(s.test_path, None, size), boxes, labels, False)
+                if s.template_path:
+                    self._add(fuse(s.template_path, None, size), [], [], True)
             if s.template_path and rng.random() < template_share:
                 self._add(fuse(s.template_path, s.template_path, size), [], [], True)
-                if no_template_share and rng.random() < no_template_share:
-                    self._add(fuse(s.template_path, None, size), [], [], True)
 
     def _add(self, img, boxes, labels, is_template: bool) -> None:
         self.images.append(np.asarray(img, dtype=np.uint8))

@@ -26,8 +26,10 @@ def test_ablate_writes_every_row(tiny_model, deeppcb_dir, tmp_path):
         assert any(line.startswith(f"| {row.name} |") for line in table), row.name
     for name, _ in NOT_DONE:
         assert name in text
-    rows = [json.loads(line) for line in text.split("```json\n")[1].split("```")[0].splitlines()]
+    lines = [json.loads(line) for line in text.split("```json\n")[1].split("```")[0].splitlines()]
+    rows = [r for r in lines if "row" in r]
     assert [r["row"] for r in rows] == [r.name for r in ROWS]
+    assert {r["robustness"] for r in lines if "robustness" in r} == {"noise", "blur", "brightness", "jpeg"}
     for r in rows:
         assert r["metrics"]["n_images"] == 1 and "f1_iou33" in r["metrics"] and "latency_p95_s" in r["metrics"]
         assert "APPLIED" not in r["note"]
@@ -35,6 +37,11 @@ def test_ablate_writes_every_row(tiny_model, deeppcb_dir, tmp_path):
     assert by["SFT only"]["train_minutes"] <= by["+DPO"]["train_minutes"] <= by["+int8 (served)"]["train_minutes"]
     assert by["+int8 (served)"]["quantize"] == "int8" and by["SFT only"]["quantize"] == "none"
     assert by["no template"]["templates_as_input"] is False and by["+blur check (option)"]["blur_check"] is True
+    assert by["+blur check (option)"]["blur_check_same_class"] is False
+    assert by["blur check, same class"]["blur_check_same_class"] is True
+    assert "blur_check_same_class" not in by["+int8 (served)"]
+    robust = [line for line in table if line.split("|")[1].strip() in ("none (clean)", "noise", "blur", "brightness", "jpeg")]
+    assert len(robust) == 5  # the served model clean, then under each perturbation
     # `--max-images 1`: the group92000 board asked about is one of the held-out boards.
     assert by["+DPO"]["metrics"]["n_templates"] == 1
 

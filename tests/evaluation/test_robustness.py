@@ -19,7 +19,8 @@ SPUR = Detection("spur", (300, 300, 320, 330), 0.8)
 
 
 class FixedAnswers:
-    """An inner inspector that answers the plain boards with `plain` and blurred copies with `soft`."""
+    """An inner inspector that answers every board with `plain` and sees `soft` as the regions of
+    every (blurred) copy it is shown; `seen` records what each call got."""
 
     def __init__(self, plain: list[Detection], soft: list[Detection], count: bool = False):
         self.plain, self.soft, self.count, self.seen = plain, soft, count, []
@@ -33,8 +34,12 @@ class FixedAnswers:
         return self.ask_batch([(image, template)], question)[0]
 
     def ask_batch(self, boards, question):
-        self.seen.append(boards)
-        return [self._answer(self.soft if isinstance(image, Image.Image) else self.plain) for image, _ in boards]
+        self.seen.append(("ask", boards))
+        return [self._answer(self.plain) for _ in boards]
+
+    def regions_batch(self, boards):
+        self.seen.append(("regions", boards))
+        return [list(self.soft) for _ in boards]
 
     def _answer(self, dets):
         answer = Answer(list(dets), count=len(dets) if self.count else None, none_class=None if dets else "")
@@ -60,7 +65,8 @@ def test_blur_check_drops_a_defect_the_blurred_copy_does_not_confirm(boards):
     assert r.answer.detections == [SHORT]
     assert r.answer.count == 1 and not r.answer.none_found
     assert parse(r.answer_text).detections[0].box == SHORT.box
-    [(plain, soft)] = inner.seen  # one batch: the board, then its blurred copy
+    (first, [plain]), (second, [soft]) = inner.seen
+    assert (first, second) == ("ask", "regions")  # the board answered, then its blurred copy looked at
     assert plain == (boards[0].test_path, boards[0].template_path)
     # Board and template are both blurred, same size as the originals.
     assert all(isinstance(im, Image.Image) and im.size == Image.open(boards[0].test_path).size for im in soft)
@@ -88,8 +94,10 @@ def test_blur_check_that_drops_everything_says_none_found(boards):
 def test_blur_check_on_the_tiny_model_answers_in_grammar(tiny_model, boards):
     inner = Inspector.load(tiny_model / "int8" / "model")
     checked = BlurChecked(inner, sigma=1.5, iou=0.3, same_class=False)
-    plain = inner.ask_batch([(b.test_path, b.template_path) for b in boards[:2]], "Describe all defects.")
-    both = checked.ask_batch([(b.test_path, b.template_path) for b in boards[:2]], "Describe all defects.")
+    pairs = [(b.test_path, b.template_path) for b in boards[:2]]
+    plain = inner.ask_batch(pairs, "Describe all defects.")
+    assert inner.regions_batch(pairs) == [p.regions for p in plain]  # what the answer decided on
+    both = checked.ask_batch(pairs, "Describe all defects.")
     for p, c in zip(plain, both):
         assert set(c.answer.detections) <= set(p.answer.detections)
         parse(c.answer_text)
@@ -100,10 +108,10 @@ def test_no_template_mode_asks_boards_alone(boards):
     inner = FixedAnswers([], [])
     cfg = EvalConfig(batch_size=8)
     results = run_inspector(inner, boards[:2], cfg, templates_as_input=False)
-    assert [tmpl for _, tmpl in inner.seen[0]] == [None] * 4
+    assert [tmpl for _, tmpl in inner.seen[0][1]] == [None] * 4
     assert [r.kind for r in results] == ["test", "test", "template", "template"]
     run_inspector(inner, boards[:2], cfg)
-    assert [tmpl for _, tmpl in inner.seen[1]] == [b.template_path for b in boards[:2]] * 2
+    assert [tmpl for _, tmpl in inner.seen[1][1]] == [b.template_path for b in boards[:2]] * 2
 
 
 def test_evaluate_with_robustness_reports_every_perturbation(tiny_model, boards, tmp_path):
