@@ -6,6 +6,10 @@ fused RGB picture: R = board under test, G = template, B = |test - template|
 template (no-template mode) only R holds the board: G and B are empty, which no real
 pair gives (a defect-free template against itself is R = G, B empty), so the model can
 tell "no template" from "identical to its template".
+
+Before the difference is taken, the board's grey levels are matched to its template's
+(`match_levels`): a board photographed under other lighting would otherwise differ from
+its template everywhere, and B would light up the whole picture.
 """
 from __future__ import annotations
 
@@ -20,6 +24,23 @@ def open_gray(image: str | Path | Image.Image) -> Image.Image:
     return img.convert("L")
 
 
+# Percentiles whose grey levels are matched: low and high enough to ignore a defect's few
+# pixels (well under 1 % of a board), so a clean pair of the same lighting maps exactly onto itself.
+LEVEL_PERCENTILES = (1.0, 99.0)
+
+
+def match_levels(board: Image.Image, template: Image.Image) -> Image.Image:
+    """The board with a gain and offset that put its dark and bright levels (LEVEL_PERCENTILES)
+    where the template has them: lighting changes between the two scans cancel out."""
+    b = np.asarray(board, dtype=np.float32)
+    b_lo, b_hi = np.percentile(b, LEVEL_PERCENTILES)
+    g_lo, g_hi = np.percentile(np.asarray(template, dtype=np.float32), LEVEL_PERCENTILES)
+    if b_hi - b_lo < 1 or (b_lo, b_hi) == (g_lo, g_hi):
+        return board  # a flat picture has no levels to match; matched ones need nothing
+    gain = (g_hi - g_lo) / (b_hi - b_lo)
+    return Image.fromarray(np.clip((b - b_lo) * gain + g_lo, 0, 255).round().astype(np.uint8))
+
+
 def fuse(test: str | Path | Image.Image, template: str | Path | Image.Image | None, size: int) -> Image.Image:
     """Fused size x size RGB input for one board (and its template, if given)."""
     t = open_gray(test)
@@ -29,6 +50,7 @@ def fuse(test: str | Path | Image.Image, template: str | Path | Image.Image | No
         g = open_gray(template)
         if g.size != t.size:
             raise ValueError(f"template is {g.size[0]}x{g.size[1]} but the board is {t.size[0]}x{t.size[1]}")
+        t = match_levels(t, g)
         d = ImageChops.difference(t, g)
     chans = [c.resize((size, size), Image.Resampling.BILINEAR) for c in (t, g, d)]
     return Image.merge("RGB", chans)

@@ -33,6 +33,23 @@ def test_fused_input_has_difference_channel(boards):
     assert (alone[..., 0] == img[..., 0]).all()
 
 
+def test_a_board_under_other_lighting_fuses_like_the_original(boards):
+    from PIL import Image, ImageEnhance
+
+    from components.model.fuse import match_levels, open_gray
+
+    board, template = open_gray(boards[0].test_path), open_gray(boards[0].template_path)
+    assert match_levels(board, template) is board  # same lighting: nothing to change
+    dark = ImageEnhance.Brightness(board).enhance(0.6)
+    plain = np.asarray(fuse(board, template, 224)).astype(int)
+    darkened = np.asarray(fuse(dark, template, 224)).astype(int)
+    unmatched = np.abs(np.asarray(dark, dtype=int) - np.asarray(template, dtype=int)).mean()
+    assert unmatched > 20  # without matching, the difference channel lights up everywhere
+    assert np.abs(darkened - plain).mean() < 1 and np.abs(darkened[..., 2] - plain[..., 2]).max() <= 3
+    flat = Image.new("L", board.size, 128)
+    assert match_levels(flat, template) is flat
+
+
 def test_fused_set_adds_no_template_copies_with_the_same_boxes(boards):
     from components.train.images import FusedSet
 
