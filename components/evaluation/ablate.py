@@ -48,13 +48,12 @@ ROWS = (
     Row("SFT only", "sft", False, note="fp32, raw head scores (identity calibration)"),
     Row("+DPO", "dpo", False, note="fp32, raw head scores"),
     Row("+calibration", "calibrated", False, note="fp32, Platt-scaled confidences"),
-    Row("+int8", "int8", blur_check=False, note="int8 language model, fp32 vision, no blur check"),
-    Row("+blur check (served)", "int8", blur_check=True,
-        note="int8; board and a blurred copy, defects seen in both, of any class: what is served"),
+    Row("+int8 (served)", "int8", note="int8 language model, fp32 vision: what is served (serve.blur_check off)"),
+    Row("+blur check (option)", "int8", blur_check=True,
+        note="int8; board and a blurred copy, defects seen in both, of any class (serve.blur_check=true)"),
     Row("blur check, same class", "int8", blur_check=True, blur_same_class=True,
         note="int8; as above, but the blurred copy must name the same class (eval.blur_check_same_class=true)"),
-    Row("no template", "int8", blur_check=True, templates_as_input=False,
-        note="int8 as served (blur check on); the model sees each board alone"),
+    Row("no template", "int8", templates_as_input=False, note="int8; the model sees each board alone"),
     Row("coordinate head: no sub-cell offset", "int8", variant="cell_centre",
         note="int8; region centres at their heatmap cell's centre (offset branch ignored)"),
     Row("no refinement", "int8", variant="no_refine",
@@ -204,11 +203,11 @@ def ablate(run_dir: Path, data_dir: Path, cfg: Config, rows: tuple[Row, ...] = R
 
 
 def served_robustness(run_dir: Path, samples: list[Sample], cfg: Config) -> dict[str, dict]:
-    """The served model (int8, blur check as configured) under each perturbation of
-    evaluation/robustness.py: {name: severity + headline metrics}."""
+    """The "+int8 (served)" row's model under each perturbation of evaluation/robustness.py:
+    {name: severity + headline metrics}."""
     from components.evaluation.robustness import evaluate_robustness
 
-    inspector = load_inspector(Path(run_dir) / "int8" / "model", cfg)
+    inspector = load_inspector(Path(run_dir) / "int8" / "model", cfg, None, blur_check=False)
     robust = evaluate_robustness(inspector, samples, cfg.eval, cfg.data.classes)
     return {name: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}
             for name, m in robust.items()}
@@ -228,13 +227,11 @@ ROBUST_COLS = (("f1_iou33", "F1@.33"), ("precision_iou33", "P"), ("recall_iou33"
                ("hallucination_rate", "halluc."), ("template_false_alarm", "template FA"), ("ece", "ECE"))
 
 
-def robustness_lines(robust: dict[str, dict], results: list[dict], blur_check: bool) -> list[str]:
-    """The robustness table: the served row clean (with or without the blur check, as
-    served), then one row per perturbation."""
-    served_row = "+blur check (served)" if blur_check else "+int8"
-    served = next((r["metrics"] for r in results if r["row"] == served_row and "metrics" in r), {})
+def robustness_lines(robust: dict[str, dict], results: list[dict]) -> list[str]:
+    """The robustness table: the served row clean, then one row per perturbation."""
+    served = next((r["metrics"] for r in results if r["row"] == "+int8 (served)" and "metrics" in r), {})
     lines = ["## Robustness (served model)", "",
-             f"The served model (row \"{served_row}\") on the same boards with the board under test perturbed "
+             "The \"+int8 (served)\" model on the same boards with the board under test perturbed "
              "(its template is not): Gaussian noise (std, grey levels), Gaussian blur (sigma, px), "
              "brightness (factor) and JPEG re-encoding (quality); `defectqa evaluate --robustness` "
              "gives the same rows for any model.", "",
@@ -277,7 +274,7 @@ def render_results(results: list[dict], samples: list[Sample], cfg: Config, comm
                      + f" | {r['train_minutes']:.1f} | {r['note']} |")
     lines += ["", "Not measured:", ""]
     lines += [f"- {name}: {why}." for name, why in NOT_DONE]
-    lines += [""] + (robustness_lines(robust, results, cfg.serve.blur_check) if robust else [])
+    lines += [""] + (robustness_lines(robust, results) if robust else [])
     lines += ["## JSON rows", "", "```json"]
     lines += [json.dumps(r) for r in results]
     if robust:

@@ -34,12 +34,12 @@ def test_ablate_writes_every_row(tiny_model, deeppcb_dir, tmp_path):
         assert r["metrics"]["n_images"] == 1 and "f1_iou33" in r["metrics"] and "latency_p95_s" in r["metrics"]
         assert "APPLIED" not in r["note"]
     by = {r["row"]: r for r in rows}
-    assert by["SFT only"]["train_minutes"] <= by["+DPO"]["train_minutes"] <= by["+int8"]["train_minutes"]
-    assert by["+int8"]["quantize"] == "int8" and by["SFT only"]["quantize"] == "none"
-    assert by["no template"]["templates_as_input"] is False and by["+blur check (served)"]["blur_check"] is True
-    assert by["+blur check (served)"]["blur_check_same_class"] is False
+    assert by["SFT only"]["train_minutes"] <= by["+DPO"]["train_minutes"] <= by["+int8 (served)"]["train_minutes"]
+    assert by["+int8 (served)"]["quantize"] == "int8" and by["SFT only"]["quantize"] == "none"
+    assert by["no template"]["templates_as_input"] is False and by["+blur check (option)"]["blur_check"] is True
+    assert by["+blur check (option)"]["blur_check_same_class"] is False
     assert by["blur check, same class"]["blur_check_same_class"] is True
-    assert "blur_check_same_class" not in by["+int8"]
+    assert "blur_check_same_class" not in by["+int8 (served)"]
     robust = [line for line in table if line.split("|")[1].strip() in ("none (clean)", "noise", "blur", "brightness", "jpeg")]
     assert len(robust) == 5  # the served model clean, then under each perturbation
     # `--max-images 1`: the group92000 board asked about is one of the held-out boards.
