@@ -230,10 +230,11 @@ class ServeConfig:
     batch_wait_ms: float = 5.0
     """How long a request that finds the model idle waits for others to join its batch."""
     blur_check: bool = False
-    """Answer with the blur-consistency check (eval.blur_check_*). Off: since the refiner corrects
-    boxes, the model without it already invents under 2 % of its defects, and with it p95 at 4
-    concurrent requests is over 2 s (docs/RESULTS.md, README). The flow's evaluation (and so
-    the gate) judges candidates the way they are served."""
+    """Answer with the blur-consistency check (eval.blur_check_*). Off: on the held-out boards it
+    removes nothing the model reports (docs/RESULTS.md, rows "+int8 (served)" and "+blur check
+    (option)"), while the blurred copy's regions add ~0.17 s per board, which puts the service's
+    p95 at 4 concurrent requests over 2 s (README). The flow's evaluation (and so the gate)
+    judges candidates the way they are served."""
 
 
 @dataclass
