@@ -137,7 +137,7 @@ def evaluate(
     max_images: Annotated[int, typer.Option(help="Evaluate only the first N boards (0 = all).")] = 0,
     no_template: Annotated[bool, typer.Option("--no-template", help="The model sees each board alone (templates are still asked about as defect-free boards).")] = False,
     robustness: Annotated[bool, typer.Option("--robustness", help="Also evaluate under Gaussian noise, blur, brightness and JPEG (severities: eval.robust_*).")] = False,
-    blur_check: Annotated[Optional[bool], typer.Option("--blur-check/--no-blur-check", help="Keep only defects also found on a blurred copy (eval.blur_check_*); about a third more latency. Default: as served (serve.blur_check, off).")] = None,
+    blur_check: Annotated[Optional[bool], typer.Option("--blur-check/--no-blur-check", help="Keep only defects also found on a blurred copy (eval.blur_check_*); ~0.17 s more per board here. Default: as served (serve.blur_check, off).")] = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
     """Ask the model about every board and template of a folder; print the metrics as a JSON line."""
