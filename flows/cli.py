@@ -175,7 +175,7 @@ def ablate(
         _fail(f"{run_dir}: no such run folder")
     try:
         results, samples = run(run_dir, data, cfg)
-        robust = served_robustness(run_dir, samples, cfg) if robustness and (run_dir / "int8" / "model").is_dir() else None
+        robust = served_robustness(run_dir, samples, cfg) if robustness else None
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     import shlex

@@ -44,11 +44,14 @@ class Row:
     note: str = ""
 
 
+SERVED = "+int8 (served)"
+"""The row evaluated as answers are served; the robustness table perturbs its model."""
+
 ROWS = (
     Row("SFT only", "sft", False, note="fp32, raw head scores (identity calibration)"),
     Row("+DPO", "dpo", False, note="fp32, raw head scores"),
     Row("+calibration", "calibrated", False, note="fp32, Platt-scaled confidences"),
-    Row("+int8 (served)", "int8", note="int8 language model, fp32 vision: what is served (serve.blur_check off)"),
+    Row(SERVED, "int8", note="int8 language model, fp32 vision: what is served (serve.blur_check off)"),
     Row("+blur check (option)", "int8", blur_check=True,
         note="int8; board and a blurred copy, defects seen in both, of any class (serve.blur_check=true)"),
     Row("blur check, same class", "int8", blur_check=True, blur_same_class=True,
@@ -179,7 +182,7 @@ def evaluate_row(row: Row, run_dir: Path, samples: list[Sample], cfg: Config, fi
         "templates_as_input": row.templates_as_input, "variant": row.variant,
         "train_minutes": round(minutes, 2), "train_minutes_not_recorded": missing,
         "eval_seconds": round(time.perf_counter() - start, 1), "note": row.note,
-        "metrics": {k: (None if math.isnan(v) else v) for k, v in headline(metrics).items()},
+        "metrics": _json_safe(headline(metrics)),
     }
     if calls is not None and not calls[0]:
         out["note"] += " -- VARIANT NOT APPLIED (no spatial call, or no refiner to switch off)"
@@ -202,15 +205,22 @@ def ablate(run_dir: Path, data_dir: Path, cfg: Config, rows: tuple[Row, ...] = R
     return results, samples
 
 
-def served_robustness(run_dir: Path, samples: list[Sample], cfg: Config) -> dict[str, dict]:
-    """The "+int8 (served)" row's model under each perturbation of evaluation/robustness.py:
-    {name: severity + headline metrics}."""
+def _json_safe(metrics: dict) -> dict:
+    """NaN (a metric with nothing to measure) as None, which JSON can carry."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+
+
+def served_robustness(run_dir: Path, samples: list[Sample], cfg: Config) -> dict[str, dict] | None:
+    """The SERVED row's model, set up as that row, under each perturbation of
+    evaluation/robustness.py: {name: severity + headline metrics}; None if the run has no such model."""
     from components.evaluation.robustness import evaluate_robustness
 
-    inspector = load_inspector(Path(run_dir) / "int8" / "model", cfg, None, blur_check=False)
-    robust = evaluate_robustness(inspector, samples, cfg.eval, cfg.data.classes)
-    return {name: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}
-            for name, m in robust.items()}
+    row = next(r for r in ROWS if r.name == SERVED)
+    model_dir = Path(run_dir) / row.stage / "model"
+    if not model_dir.is_dir():
+        return None
+    inspector = load_inspector(model_dir, cfg, row.quantize, row.blur_check)
+    return {name: _json_safe(m) for name, m in evaluate_robustness(inspector, samples, cfg.eval, cfg.data.classes).items()}
 
 
 # ---- RESULTS.md ----------------------------------------------------------------------------
@@ -229,9 +239,9 @@ ROBUST_COLS = (("f1_iou33", "F1@.33"), ("precision_iou33", "P"), ("recall_iou33"
 
 def robustness_lines(robust: dict[str, dict], results: list[dict]) -> list[str]:
     """The robustness table: the served row clean, then one row per perturbation."""
-    served = next((r["metrics"] for r in results if r["row"] == "+int8 (served)" and "metrics" in r), {})
+    served = next((r["metrics"] for r in results if r["row"] == SERVED and "metrics" in r), {})
     lines = ["## Robustness (served model)", "",
-             "The \"+int8 (served)\" model on the same boards with the board under test perturbed "
+             f"The \"{SERVED}\" model on the same boards with the board under test perturbed "
              "(its template is not): Gaussian noise (std, grey levels), Gaussian blur (sigma, px), "
              "brightness (factor) and JPEG re-encoding (quality); `defectqa evaluate --robustness` "
              "gives the same rows for any model.", "",

@@ -47,22 +47,24 @@ def fit_calibration(model_dir: Path, calib: list[Sample], cfg: Config) -> dict:
     meta_path.write_text(json.dumps(meta, indent=2))
     if not calib:
         return {"calib_images": 0, "calib_detections": 0, "note": "no calibration groups: identity calibration"}
+    from components.model.inference import Inspector
+
+    inspector = Inspector.load(model_dir, quantize=False)  # reads the identity calibration just written
     figures = {"calib_images": len(calib)}
     for key, prefix, with_template in (("calibration", "calib", True), ("calibration_no_template", "calib_no_template", False)):
-        params, fig = _fit_one(model_dir, calib, cfg, with_template)
+        params, fig = _fit_one(inspector, calib, cfg, with_template)
         meta[key] = params
         figures.update({f"{prefix}_{k}": v for k, v in fig.items()})
     meta_path.write_text(json.dumps(meta, indent=2))
     return figures
 
 
-def _fit_one(model_dir: Path, calib: list[Sample], cfg: Config, with_template: bool) -> tuple[dict, dict]:
-    """(Platt parameters, figures) of the model's raw scores on `calib`, boards asked with their
-    templates or alone."""
-    from components.model.inference import Inspector
+def _fit_one(inspector, calib: list[Sample], cfg: Config, with_template: bool) -> tuple[dict, dict]:
+    """(Platt parameters, figures) of the inspector's raw scores on `calib`, boards asked with
+    their templates or alone."""
     from components.model.regions import calibrate
 
-    results = run_inspector(Inspector.load(model_dir, quantize=False), calib, cfg.eval, templates_as_input=with_template,
+    results = run_inspector(inspector, calib, cfg.eval, templates_as_input=with_template,
                             desc="calibration" + ("" if with_template else " (no template)"))
     scores = [d.conf for r in results for d in r.answer.detections]
     correct = [c for r in results for c in correct_flags(r, cfg.eval.iou)]
