@@ -104,6 +104,12 @@ class ModelConfig:
     """After the refiner corrects the boxes, of candidates overlapping by more IoU only the surest stays."""
     refine_passes: int = 3
     """Times the refiner re-checks the survivors on windows around their corrected boxes (>= 1)."""
+    refine_merge_touching: bool = True
+    """Same-class boxes that follow one another end to end become one (a long open proposed twice)."""
+    refine_merge_gap: float = 2.0
+    """...when at most this many model pixels apart..."""
+    refine_merge_overlap: float = 0.5
+    """...if, across the direction they follow one another in, they overlap by this share of the narrower."""
 
 
 @dataclass

@@ -62,7 +62,9 @@ ROWS = (
     Row("no refinement", "int8", variant="no_refine",
         note="int8; the refiner switched off: head classes and scores go to the language model as they are"),
     Row("refinement: one pass, no merging", "int8", variant="one_pass",
-        note="int8; the refiner checks each candidate once and overlapping corrected boxes are all kept"),
+        note="int8; the refiner checks each candidate once and overlapping or touching corrected boxes are all kept"),
+    Row("refinement: no end-to-end merge", "int8", variant="no_touch_merge",
+        note="int8; same-class boxes that touch end to end stay apart (model.refine_merge_touching=false)"),
 )
 
 NOT_DONE = (
@@ -151,13 +153,23 @@ def _no_refine(vlm) -> list[int]:
 
 def _one_pass(vlm) -> list[int]:
     """The refiner without its cascade: one re-check (model.refine_passes = 1), no NMS of the
-    corrected boxes (model.refine_nms_iou = 1). The counter is 1 when there was a refiner."""
+    corrected boxes (model.refine_nms_iou = 1), no end-to-end merge. The counter is 1 when
+    there was a refiner."""
     calls = [int(vlm.refiner is not None)]
-    vlm.meta.refiner = {**vlm.meta.refiner, "passes": 1, "nms": 1.0}
+    vlm.meta.refiner = {**vlm.meta.refiner, "passes": 1, "nms": 1.0, "merge_gap": None}
     return calls
 
 
-VARIANTS = {"cell_centre": _cell_centre, "no_refine": _no_refine, "one_pass": _one_pass}
+def _no_touch_merge(vlm) -> list[int]:
+    """Keep same-class boxes that touch end to end apart. The counter is 1 when the model
+    merged them (a refiner, trained with model.refine_merge_touching on)."""
+    calls = [int(vlm.refiner is not None and vlm.meta.refiner.get("merge_gap") is not None)]
+    vlm.meta.refiner = {**vlm.meta.refiner, "merge_gap": None}
+    return calls
+
+
+VARIANTS = {"cell_centre": _cell_centre, "no_refine": _no_refine, "one_pass": _one_pass,
+            "no_touch_merge": _no_touch_merge}
 
 
 # ---- the rows ---------------------------------------------------------------------------
@@ -185,7 +197,7 @@ def evaluate_row(row: Row, run_dir: Path, samples: list[Sample], cfg: Config, fi
         "metrics": _json_safe(headline(metrics)),
     }
     if calls is not None and not calls[0]:
-        out["note"] += " -- VARIANT NOT APPLIED (no spatial call, or no refiner to switch off)"
+        out["note"] += " -- VARIANT NOT APPLIED (no spatial call, or no refiner or merge to switch off)"
     return out
 
 

@@ -9,7 +9,9 @@ around the candidate, sized to the candidate's box, plus the head's own class
 probabilities at the peak. It outputs one of the classes or "none", and a corrected box:
 the head places centres on a 16-px grid and sizes long defects poorly, the crop sees
 them at 1-3 px. Candidates that end up on the same defect are then merged (class-
-agnostic NMS), so one long defect is not reported twice.
+agnostic NMS), so one long defect is not reported twice; and two same-class boxes that
+touch end to end become one (a long open proposed from two peaks, whose corrected halves
+abut but overlap too little for NMS).
 
 It is trained on the first stage's own proposals on the training boards (components/
 train/refine.py): proposals that match a defect learn that defect's class (right or
@@ -139,7 +141,8 @@ def peak_probs(heat_logits: torch.Tensor, index: torch.Tensor, boxes: torch.Tens
 
 @torch.no_grad()
 def recheck(refiner: Refiner, out: dict[str, torch.Tensor], dets: list[list[tuple]], stride: float,
-            floor: float, nms_iou: float = 1.0, passes: int = 1) -> list[list[tuple]]:
+            floor: float, nms_iou: float = 1.0, passes: int = 1, merge_gap: float | None = None,
+            merge_overlap: float = 0.5) -> list[list[tuple]]:
     """Re-check decoded candidates [(class id, score, box)] per image of `out` (vlm.spatial's:
     head maps and the normalised pictures): each takes the refiner's
     class, score = P(that class) and corrected box; those below `floor` are dropped, then of
@@ -147,10 +150,11 @@ def recheck(refiner: Refiner, out: dict[str, torch.Tensor], dets: list[list[tupl
 
     With passes > 1 the survivors are re-checked on windows around their corrected boxes: a
     crop centred on the defect sees all of it, so the box and the class both improve.
+    Last, with merge_gap set, same-class boxes that touch end to end are joined (`merge_touching`).
     """
     for _ in range(passes):
         dets = _recheck_once(refiner, out, dets, stride, floor, nms_iou)
-    return dets
+    return dets if merge_gap is None else [merge_touching(ds, merge_gap, merge_overlap) for ds in dets]
 
 
 def _recheck_once(refiner: Refiner, out: dict[str, torch.Tensor], dets: list[list[tuple]],
@@ -168,3 +172,38 @@ def _recheck_once(refiner: Refiner, out: dict[str, torch.Tensor], dets: list[lis
         keep = mine[nms(fixed[mine], score[mine], nms_iou)] if nms_iou < 1.0 else mine
         result.append([(int(cls[k]), float(score[k]), tuple(fixed[k].tolist())) for k in keep.tolist()])
     return result
+
+
+def merge_touching(dets: list[tuple], gap: float, overlap: float) -> list[tuple]:
+    """[(class id, score, box)] -> the same with each set of same-class boxes that touch end to
+    end replaced by their union (the surer score).
+
+    Two boxes touch end to end when they are at most `gap` pixels apart, at least one of
+    them is long in the direction they follow one another in, and across it they overlap by
+    at least `overlap` of the narrower one: the halves of one long trace defect, not two
+    thin defects side by side or two apart.
+    """
+    dets = list(dets)
+    for a in range(len(dets)):
+        for b in range(a + 1, len(dets)):
+            if dets[a][0] == dets[b][0] and _touch(dets[a][2], dets[b][2], gap, overlap):
+                (k, sa, ba), (_, sb, bb) = dets[a], dets[b]
+                union = (min(ba[0], bb[0]), min(ba[1], bb[1]), max(ba[2], bb[2]), max(ba[3], bb[3]))
+                rest = [d for i, d in enumerate(dets) if i not in (a, b)]
+                return merge_touching(rest + [(k, max(sa, sb), union)], gap, overlap)  # the union may touch more
+    return dets
+
+
+def _touch(a: tuple, b: tuple, gap: float, overlap: float) -> bool:
+    # Per axis: the overlap of the two extents (negative: the gap between them) and the narrower extent.
+    lap = [min(a[i + 2], b[i + 2]) - max(a[i], b[i]) for i in (0, 1)]
+    narrow = [min(a[i + 2] - a[i], b[i + 2] - b[i]) for i in (0, 1)]
+    if min(lap) < -gap:
+        return False
+    # They follow one another along axis i if they line up across it (axis 1 - i) and at least
+    # one of them is long along i: two thin parallel boxes stacked across are two defects.
+    return any(lap[1 - i] >= overlap * narrow[1 - i] and any(_long_along(box, i) for box in (a, b)) for i in (0, 1))
+
+
+def _long_along(box: tuple, axis: int) -> bool:
+    return box[axis + 2] - box[axis] >= box[3 - axis] - box[1 - axis]

@@ -39,7 +39,8 @@ def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Det
         # The head proposes generously; the refiner names each candidate (or drops it).
         candidates = decode(out, vlm.stride, meta.refiner["floor"], candidate_limit(meta.max_regions))
         rechecked = recheck(vlm.refiner, out, candidates, vlm.stride, meta.region_floor,
-                            meta.refiner.get("nms", 1.0), meta.refiner.get("passes", 1))
+                            meta.refiner.get("nms", 1.0), meta.refiner.get("passes", 1),
+                            meta.refiner.get("merge_gap"), meta.refiner.get("merge_overlap", 0.5))
         decoded = [sorted(ds, key=lambda d: -d[1])[: meta.max_regions] for ds in rechecked]
     result = []
     for dets, frame in zip(decoded, frames):

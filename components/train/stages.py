@@ -61,7 +61,8 @@ def new_model(cfg: Config, dataset_version: str = "") -> DefectVLM:
     model, processor = build(cfg)
     m = cfg.model
     refiner = ({"floor": m.refine_floor, "crop": m.refine_crop, "context": m.refine_context, "nms": m.refine_nms_iou,
-                "passes": m.refine_passes, "max_side": m.refine_max_side}
+                "passes": m.refine_passes, "max_side": m.refine_max_side,
+                "merge_gap": m.refine_merge_gap if m.refine_merge_touching else None, "merge_overlap": m.refine_merge_overlap}
                if m.refine else {})
     meta = Meta(list(cfg.data.classes), m.input_size, m.patch_size, m.max_regions, m.region_floor, m.head_channels,
                 dataset_version=dataset_version, refiner=refiner)

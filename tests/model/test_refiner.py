@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from components.model.refiner import Refiner, from_window, recheck, to_window
+from components.model.refiner import Refiner, from_window, merge_touching, recheck, to_window
 from components.model.vlm import DefectVLM, normalise
 from components.train.images import FusedSet
 from components.train.refine import Examples, Jitter, _flip, collect, jitter_boxes, labels_for, train_refiner
@@ -166,3 +166,19 @@ def test_the_fused_answer_time_trunk_matches_the_trained_one_and_is_not_saved():
     assert not any("_fast" in k for k in refiner.state_dict())
     refiner.train()
     assert not refiner._fast
+
+
+def test_halves_of_one_long_defect_merge_and_neighbours_stay_apart():
+    dets = [
+        (1, 0.9, (100., 50, 140, 56)), (1, 0.6, (141., 49, 190, 57)),  # one open, two halves 1 px apart
+        (1, 0.8, (100., 58, 140, 64)),   # a parallel open just below: side by side, not end to end
+        (2, 0.7, (191., 50, 200, 56)),   # touches the open's end, but another class
+        (1, 0.5, (300., 300, 310, 310)), (1, 0.5, (315., 300, 325, 310)),  # same class, 5 px apart
+    ]
+    merged = merge_touching(dets, gap=2.0, overlap=0.5)
+    assert len(merged) == 5
+    assert (1, 0.9, (100., 49, 190, 57)) in merged  # the union, the surer score
+    for d in dets[2:]:
+        assert d in merged
+    assert len(merge_touching(dets, gap=6.0, overlap=0.5)) == 4  # a wider gap joins the pair 5 px apart
+    assert merge_touching([], 2.0, 0.5) == []
