@@ -80,10 +80,10 @@ class Refiner(nn.Module):
         side = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1).mul(self.context).clamp(self.min_side, self.max_side)
         return torch.cat([c - side[:, None] / 2, c + side[:, None] / 2], dim=1)
 
-    def crops(self, images: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """images (B, 3, H, W) normalised; index (N,) image of each candidate; boxes (N, 4)
-        model pixels -> (N, 3, crop, crop) windows, resampled to one size."""
-        rois = torch.cat([index[:, None].float(), self.windows(boxes)], dim=1)
+    def crops(self, images: torch.Tensor, index: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) normalised; index (N,) image of each candidate; its window (N, 4,
+        model pixels, see `windows`) -> (N, 3, crop, crop) crops, resampled to one size."""
+        rois = torch.cat([index[:, None].float(), windows], dim=1)
         return roi_align(images, rois, output_size=self.crop, spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
     def classify(self, crops: torch.Tensor, head_probs: torch.Tensor, log_size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,8 +96,9 @@ class Refiner(nn.Module):
     def forward(self, images: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor, head_probs: torch.Tensor,
                 stride: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits (N, K + 1; the last column is "none") and corrected boxes (N, 4, model pixels)."""
-        logits, t = self.classify(self.crops(images, index, boxes), head_probs, log_size(boxes, stride))
-        return logits, from_window(t, self.windows(boxes))
+        windows = self.windows(boxes)
+        logits, t = self.classify(self.crops(images, index, windows), head_probs, log_size(boxes, stride))
+        return logits, from_window(t, windows)
 
 
 def to_window(boxes: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
