@@ -150,7 +150,7 @@ class TrainConfig:
     no template, each with its template alone as a negative, so no-template mode works too."""
     refine_views: int = 1
     """Refiner training: dihedral copies of each training board the spatial branch proposes on."""
-    refine_epochs: int = 3
+    refine_epochs: int = 4
     refine_batch: int = 128
     refine_lr: float = 2e-3
     """Peak learning rate of the refiner (one-cycle)."""
