@@ -143,7 +143,7 @@ def peak_probs(heat_logits: torch.Tensor, index: torch.Tensor, boxes: torch.Tens
 @torch.no_grad()
 def recheck(refiner: Refiner, out: dict[str, torch.Tensor], dets: list[list[tuple]], stride: float,
             floor: float, nms_iou: float = 1.0, passes: int = 1, merge_gap: float | None = None,
-            merge_overlap: float = 0.5) -> list[list[tuple]]:
+            merge_overlap: float | None = None) -> list[list[tuple]]:
     """Re-check decoded candidates [(class id, score, box)] per image of `out` (vlm.spatial's:
     head maps and the normalised pictures): each takes the refiner's
     class, score = P(that class) and corrected box; those below `floor` are dropped, then of
@@ -151,7 +151,8 @@ def recheck(refiner: Refiner, out: dict[str, torch.Tensor], dets: list[list[tupl
 
     With passes > 1 the survivors are re-checked on windows around their corrected boxes: a
     crop centred on the defect sees all of it, so the box and the class both improve.
-    Last, with merge_gap set, same-class boxes that touch end to end are joined (`merge_touching`).
+    Last, with merge_gap set, same-class boxes that touch end to end are joined (`merge_touching`;
+    merge_overlap is then required, as the model's meta stores both).
     """
     for _ in range(passes):
         dets = _recheck_once(refiner, out, dets, stride, floor, nms_iou)

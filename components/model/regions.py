@@ -40,7 +40,7 @@ def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Det
         candidates = decode(out, vlm.stride, meta.refiner["floor"], candidate_limit(meta.max_regions))
         rechecked = recheck(vlm.refiner, out, candidates, vlm.stride, meta.region_floor,
                             meta.refiner.get("nms", 1.0), meta.refiner.get("passes", 1),
-                            meta.refiner.get("merge_gap"), meta.refiner.get("merge_overlap", 0.5))
+                            meta.refiner.get("merge_gap"), meta.refiner.get("merge_overlap"))
         decoded = [sorted(ds, key=lambda d: -d[1])[: meta.max_regions] for ds in rechecked]
     result = []
     for dets, frame in zip(decoded, frames):
