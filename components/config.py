@@ -70,6 +70,9 @@ class QAConfig:
     """Share of images whose defect-free template also yields 'no defects' QA pairs."""
     rejected_per_chosen: int = 1
     """DPO preference pairs made per chosen answer."""
+    out_of_scope_share: float = 0.5
+    """Chance, per image and round of phrasings, of one question not about defects ("What is the
+    weather?"), which the model learns to decline."""
 
 
 @dataclass
@@ -170,7 +173,13 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     question: str = "Describe all defects on this board."
-    """The question asked of every image during evaluation."""
+    """The describe-all question of every image: the headline figures (F1, count, ECE, ...) are its answers'."""
+    question_suite: bool = True
+    """Also ask every image the held-out question suite (evaluation/questions.py: each kind, per-kind figures)."""
+    suite_max_images: int = 0
+    """0 = the suite asks every evaluated board and template; else only the first this many boards."""
+    suite_seed: int = 0
+    """Seeds which held-out wording, class and area each image is asked (deterministic per image id)."""
     max_images: int = 0
     """0 = all images of the evaluation folder."""
     iou: float = 0.33
@@ -216,6 +225,20 @@ class GateConfig:
     max_template_false_alarm: float = 0.01
     max_parse_failure_rate: float = 0.001
     """Grammar-constrained decoding makes every answer parse; below 1,000 answers one failure fails."""
+    min_answer_f1_locate: float = 0.90
+    """Answer F1 of "where is the <class>?" questions (held-out wordings, the asked class's boxes)."""
+    min_answer_f1_exists: float = 0.90
+    """Answer F1 of "is there a <class>?" questions."""
+    min_answer_f1_count_class: float = 0.90
+    """Answer F1 of "how many <class>?" questions."""
+    min_answer_f1_spatial: float = 0.90
+    """Answer F1 of "any defects in the <area>?" questions (the boxes centred in that area)."""
+    min_count_exact_count_class: float = 0.90
+    """Share of "how many <class>?" answers with exactly the right number."""
+    max_false_none_rate: float = 0.02
+    """Share of questions answered "none found" while the asked class / area has a defect."""
+    min_question_read_accuracy: float = 0.97
+    """Share of questions whose reading (classes or all, count or list, area, out of scope) is right."""
     regression_tolerance: float = 0.0
     """A candidate may be at most this much worse than the champion on any gated metric."""
 

@@ -77,8 +77,11 @@ def retrain(
 
 def _print_summary(summary: dict, cfg) -> None:
     names = list(summary["metrics"])
+    from components.evaluation.questions import FIGURES
+
     keys = ["f1_iou33", "precision_iou33", "recall_iou33", "map50", "center_rmse_px", "count_exact",
-            "hallucination_rate", "template_false_alarm", "ece", "latency_p50_s", "latency_p95_s", "n_images"]
+            "hallucination_rate", "template_false_alarm", "ece", "parse_failure_rate", *FIGURES,
+            "latency_p50_s", "latency_p95_s", "n_images", "n_questions"]
     typer.echo("\n| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
     for k in keys:
         typer.echo(f"| {k} | " + " | ".join(_fmt(summary["metrics"][n].get(k)) for n in names) + " |")
@@ -154,6 +157,28 @@ def evaluate(
                              templates_as_input=not no_template, robustness=robustness, blur_check=blur_check)
     typer.echo(f"report: {report / 'report.html'}" + (f"; export: {export}" if export else ""), err=True)
     typer.echo(json_line(metrics))
+
+
+@app.command()
+def decisions(
+    data: Annotated[Path, typer.Option(help="A folder in DeepPCB layout: boards the model never trained on.")],
+    model: ModelOpt = None,
+    max_images: Annotated[int, typer.Option(help="Only the first N boards (0 = all).")] = 20,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+):
+    """Per question kind: the language model's reading and per-region decision accuracy, teacher-forced and free."""
+    from components.evaluation.decisions import measure
+    from components.evaluation.run import samples_of
+    from components.model.inference import Inspector
+
+    cfg = _cfg(params, set_)
+    try:
+        samples = samples_of(data, cfg)[: max_images or None]
+        inspector = Inspector.load(_model_dir(cfg, model))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    for kind, figures in measure(inspector, samples, cfg).items():
+        typer.echo(json.dumps({"kind": kind, **figures}))
 
 
 @app.command()

@@ -45,7 +45,9 @@ def _train(cfg: Config, splits: dict, run_dir: str, version: str, run_id: str) -
 def _evaluate(cfg: Config, splits: dict, run_dir: str, run_id: str, version: str) -> tuple[dict, dict | None]:
     run = Path(run_dir)
     results = {
-        "fp32": evaluate.evaluate(str(run / "calibrated" / "model"), splits["eval"], cfg, str(run / "eval" / "fp32"), "candidate fp32", False),
+        # The gate judges the int8 model; fp32 is shown beside it, describe-all only (time).
+        "fp32": evaluate.evaluate(str(run / "calibrated" / "model"), splits["eval"], cfg, str(run / "eval" / "fp32"),
+                                  "candidate fp32", False, question_suite=False),
         "int8": evaluate.evaluate(str(run / "int8" / "model"), splits["eval"], cfg, str(run / "eval" / "int8"), "candidate int8"),
     }
     champ = registry.current_champion(cfg)

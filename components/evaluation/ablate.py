@@ -21,6 +21,7 @@ from components.config import Config
 from components.data.records import Sample
 from components.evaluation.evaluate import evaluate
 from components.evaluation.metrics import headline
+from components.evaluation.questions import FIGURES
 from components.evaluation.run import samples_of
 from components.model.blur_check import load_inspector
 
@@ -183,7 +184,7 @@ def evaluate_row(row: Row, run_dir: Path, samples: list[Sample], cfg: Config, fi
     inspector = load_inspector(model_dir, cfg, row.quantize, row.blur_check)
     calls = VARIANTS[row.variant](inspector.vlm) if row.variant else None
     start = time.perf_counter()
-    metrics, _ = evaluate(inspector, samples, cfg.eval, cfg.data.classes, desc=f"ablate: {row.name}",
+    metrics, _, _ = evaluate(inspector, samples, cfg.eval, cfg.data.classes, desc=f"ablate: {row.name}",
                           templates_as_input=row.templates_as_input)
     minutes, missing = minutes_up_to(row.stage, figures)
     out = {
@@ -277,7 +278,7 @@ def render_results(results: list[dict], samples: list[Sample], cfg: Config, comm
         f"Run folder: `{run_dir}`. Boards: the held-out groups ({', '.join(cfg.data.holdout_groups)}) of "
         f"`{data_dir}`, {len(samples)} boards and {n_templates} defect-free templates"
         + (f" (first {cfg.eval.max_images} boards only)." if cfg.eval.max_images else ".")
-        + f" Question: \"{cfg.eval.question}\". Matching: same class and IoU >= {cfg.eval.iou}.",
+        + f" Headline figures: the answers to \"{cfg.eval.question}\". Matching: same class and IoU >= {cfg.eval.iou}.",
         "",
         "Each row is the evaluation of `defectqa evaluate` (metrics below as JSON). Training minutes are "
         "cumulative up to the row's stage, as recorded in the stages' `stage.json` (training loops only; "
@@ -294,6 +295,11 @@ def render_results(results: list[dict], samples: list[Sample], cfg: Config, comm
         m = r["metrics"]
         lines.append(f"| {r['row']} | " + " | ".join(_cell(m.get(k)) for k, _ in TABLE_COLS)
                      + f" | {r['train_minutes']:.1f} | {r['note']} |")
+    lines += ["", "Every kind of question (the held-out question suite, `evaluation/questions.py`; answer F1 "
+              "against the boxes each question asks for):", "",
+              "| row | " + " | ".join(_short(k) for k in FIGURES) + " |", "|---|" + "---|" * len(FIGURES)]
+    lines += [f"| {r['row']} | " + " | ".join(_cell(r["metrics"].get(k)) for k in FIGURES) + " |"
+              for r in results if "skipped" not in r]
     lines += ["", "Not measured:", ""]
     lines += [f"- {name}: {why}." for name, why in NOT_DONE]
     lines += [""] + (robustness_lines(robust, results) if robust else [])
@@ -303,6 +309,10 @@ def render_results(results: list[dict], samples: list[Sample], cfg: Config, comm
         lines += [json.dumps({"robustness": name, **m}) for name, m in robust.items()]
     lines += ["```", ""]
     return "\n".join(lines)
+
+
+def _short(figure: str) -> str:
+    return figure.replace("answer_f1_", "F1 ").replace("count_exact_", "count ").replace("_rate", "").replace("_", " ")
 
 
 def write_results(path: Path, text: str) -> Path:

@@ -14,6 +14,8 @@ from components.evaluation.metrics import ImageResult, match, prf
 from components.qa.grammar import Detection
 
 TEMPLATES = "templates"
+QUESTIONS = "questions.jsonl"
+"""The question suite's answers: one JSON line per question (evaluation/questions.py: to_json)."""
 
 
 def format_line(d: Detection) -> str:
@@ -78,3 +80,13 @@ def score_export(out_dir: str | Path, samples: list[Sample], iou: float = 0.33) 
         n_gt += len(s.boxes)
     scores = prf(tp, n_pred, n_gt)
     return {**scores, "tp": tp, "n_pred": n_pred, "n_gt": n_gt}
+
+
+def write_questions(asked: list, path: str | Path) -> Path:
+    """questions.jsonl: board id, question, kind, what it asks, the model's reading and detections."""
+    import json
+
+    from components.evaluation.questions import to_json
+
+    Path(path).write_text("".join(json.dumps(to_json(a)) + "\n" for a in asked))
+    return Path(path)

@@ -139,14 +139,14 @@ def hallucination_rate(tests: list[ImageResult], iou: float) -> float:
 
 
 def count_exact(tests: list[ImageResult]) -> float:
-    return _share([len(r.answer.detections) == len(r.gt) for r in tests])
+    return share([len(r.answer.detections) == len(r.gt) for r in tests])
 
 
 def template_false_alarm(templates: list[ImageResult]) -> float:
-    return _share([bool(r.answer.detections) for r in templates])
+    return share([bool(r.answer.detections) for r in templates])
 
 
-def _share(flags: list[bool]) -> float:
+def share(flags: list[bool]) -> float:
     return sum(flags) / len(flags) if flags else math.nan
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from components.config import Config
 from components.data.records import Sample, read_deeppcb
 from components.evaluation.evaluate import evaluate
-from components.evaluation.export import write_export
+from components.evaluation.export import QUESTIONS, write_export, write_questions
 from components.evaluation.metrics import headline
 from components.evaluation.report import write_report
 from components.model.blur_check import BlurChecked, load_inspector
@@ -18,7 +18,9 @@ from components.model.blur_check import BlurChecked, load_inspector
 def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir: Path, name: str,
                    quantize: bool | None = None, export: Path | None = None, templates_as_input: bool = True,
                    robustness: bool = False, blur_check: bool | None = None) -> dict:
-    """Metrics of one model on samples; report.html and metrics.json go to out_dir.
+    """Metrics of one model on samples; report.html, metrics.json and the question suite's
+    answers (questions.jsonl) go to out_dir; with export, also DeepPCB result files and
+    questions.jsonl there.
 
     templates_as_input=False: no-template mode (the model sees each board alone);
     robustness: add the per-perturbation section; blur_check: the blur-consistency check
@@ -26,7 +28,7 @@ def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir:
     """
     inspector = load_inspector(model_dir, cfg, quantize, blur_check)
     blur_check = isinstance(inspector, BlurChecked)
-    metrics, results = evaluate(inspector, samples, cfg.eval, cfg.data.classes, desc=f"evaluating {name}",
+    metrics, results, asked = evaluate(inspector, samples, cfg.eval, cfg.data.classes, desc=f"evaluating {name}",
                                 templates_as_input=templates_as_input, robustness=robustness)
     # Nested (not scalar), so headline() and MLflow logging leave it out.
     metrics["settings"] = {"templates_as_input": templates_as_input, "blur_check": blur_check,
@@ -35,8 +37,10 @@ def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe))
     write_report(metrics, results, out_dir / "report.html", cfg.eval, title=f"defectqa evaluation: {name}")
+    write_questions(asked, out_dir / QUESTIONS)
     if export is not None:
         write_export(results, export)
+        write_questions(asked, export / QUESTIONS)
     return metrics
 
 

@@ -21,7 +21,7 @@ from PIL import Image, ImageFilter
 from torchvision.ops import box_iou
 
 from components.model.fuse import open_gray
-from components.qa.grammar import ALL, ASK, Answer, Detection, render
+from components.qa.grammar import Answer, Detection, answer_for, render
 
 
 def blurred(image: str | Path | Image.Image, sigma: float) -> Image.Image:
@@ -44,20 +44,13 @@ def consistent(original: list[Detection], other: list[Detection], iou_min: float
     return [d for d, k in zip(original, keep) if k]
 
 
-def _asked_class(raw: str) -> str:
-    """What the scan said was asked ('' = all defects), for the 'none found' message."""
-    parts = raw.split()
-    if len(parts) > 1 and parts[0] == ASK and parts[1] != ALL:
-        return parts[1]
-    return ""
-
-
-def filtered_answer(answer: Answer, kept: list[Detection], raw: str) -> Answer:
-    """The answer with only `kept` detections; count and 'none found' follow (as resolve_scan does)."""
-    out = Answer(list(kept), count=len(kept) if answer.count is not None else None)
-    if not kept:
-        out.none_class = answer.none_class if answer.none_class is not None else _asked_class(raw)
-    return out
+def filtered_answer(answer: Answer, kept: list[Detection]) -> Answer:
+    """The answer with only `kept` detections; count, 'none found' and scope follow the reading."""
+    if answer.asked is None:
+        out = Answer(list(kept), count=len(kept) if answer.count is not None else None)
+        out.none_class = None if kept else (answer.none_class or "")
+        return out
+    return answer_for(answer.asked, list(kept))
 
 
 class BlurChecked:
@@ -90,9 +83,26 @@ class BlurChecked:
         each = (time.perf_counter() - start) / len(boards)
         results = []
         for p, seen in zip(answers, soft):
-            answer = filtered_answer(p.answer, consistent(p.answer.detections, seen, self.iou, self.same_class), p.raw)
+            answer = filtered_answer(p.answer, consistent(p.answer.detections, seen, self.iou, self.same_class))
             results.append(InspectResult(answer, render(answer), p.raw, p.regions, each))
         return results
+
+
+    def ask_many(self, image, template, questions: list[str]) -> list:
+        """The inner inspector's answers to several questions about one board, blur-checked
+        against one blurred pass."""
+        from components.model.inference import InspectResult
+
+        start = time.perf_counter()
+        answers = self.inner.ask_many(image, template, questions)
+        seen = self.inner.regions_batch([(blurred(image, self.sigma),
+                                          None if template is None else blurred(template, self.sigma))])[0]
+        each = (time.perf_counter() - start) / len(questions)
+        out = []
+        for p in answers:
+            answer = filtered_answer(p.answer, consistent(p.answer.detections, seen, self.iou, self.same_class))
+            out.append(InspectResult(answer, render(answer), p.raw, p.regions, each))
+        return out
 
 
 def load_inspector(model_dir: Path, cfg, quantize: bool | None = None, blur_check: bool | None = None):

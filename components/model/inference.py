@@ -6,8 +6,10 @@ the MLflow pyfunc and the web service.
 3. the language model reads the picture and the question, says what is asked (a class or
    all, counted or listed), then walks the regions (their descriptors are forced tokens)
    deciding for each: report it as a class, or [NO] — under grammar-constrained decoding.
+   What it read (classes, count or list, area, or "not about defects") is the scan's head,
+   and each region's descriptor says whether the region is of what it read ([IN]/[OUT]).
    Forced tokens need no choice, so each run of them is fed in one forward call on the KV
-   cache: a scan of n regions takes n + 2 forward calls (prompt included), not 5n + 5
+   cache: a scan of n regions takes n + 5 forward calls (prompt and reading included)
    (`_generate`; the plain `model.generate` path, `_generate_reference`, writes the same text);
 4. reported regions keep their boxes (original pixels) and calibrated confidences,
    giving the full answer grammar.
@@ -25,8 +27,12 @@ from PIL import Image
 from components.model.constrained import ScanLogits
 from components.model.fuse import Frame, fuse, open_gray
 from components.model.regions import calibrate, descriptors, prompt_text, propose
+from components.model.tokenizer import plain_words
 from components.model.vlm import DefectVLM
-from components.qa.grammar import Answer, Detection, render, resolve_scan
+from components.qa.grammar import IN, NONE2, OFF, OUT, Answer, Detection, render, resolve_scan
+
+SCAN_TOKENS = (IN, OUT, OFF, NONE2)
+"""Tokens of the scan form (grammar.py) a model made before it does not know."""
 
 
 @dataclass
@@ -48,6 +54,11 @@ class Inspector:
     def __init__(self, vlm: DefectVLM):
         self.vlm = vlm
         self.tok = vlm.processor.tokenizer
+        self.words = plain_words(self.tok)
+        missing = [t for t in SCAN_TOKENS if t not in self.tok.get_vocab()]
+        if missing:
+            raise ValueError(f"this model's tokenizer lacks the scan tokens {missing}: it was trained for an older "
+                             "answer form; retrain it (defectqa retrain) to serve it")
 
     @classmethod
     def load(cls, folder: str | Path, quantize: bool | None = None) -> "Inspector":
@@ -67,19 +78,36 @@ class Inspector:
     def ask_batch(self, boards: list[tuple], question: str | list[str]) -> list[InspectResult]:
         """Several (board, template-or-None) pairs in one batch: one question for all, or one
         question per pair. Each result's latency is the batch time divided by the batch size."""
-        questions = [question] * len(boards) if isinstance(question, str) else list(question)
-        if len(questions) != len(boards):
-            raise ValueError(f"{len(questions)} questions for {len(boards)} boards")
-        if any(not q or not q.strip() for q in questions):
-            raise ValueError("the question is empty")
+        questions = self._questions(question, len(boards))
         start = time.perf_counter()
         pictures, sizes, regions = self._propose(boards)
-        scans = self._generate(pictures, [prompt_text(q) for q in questions],
-                               [descriptors(r, s) for r, s in zip(regions, sizes)])
-        each = (time.perf_counter() - start) / len(boards)
+        return self._answers(pictures, sizes, regions, [t is not None for _, t in boards], questions, start)
+
+    @torch.no_grad()
+    def ask_many(self, image, template, questions: list[str]) -> list[InspectResult]:
+        """Several questions about one board: its regions are proposed once, then every question
+        is read and decided in one batch. Latency is the batch time divided by the questions."""
+        questions = self._questions(questions, len(questions))
+        start = time.perf_counter()
+        pictures, sizes, regions = self._propose([(image, template)])
+        n = len(questions)
+        return self._answers(pictures * n, sizes * n, regions * n, [template is not None] * n, questions, start)
+
+    def _questions(self, question: str | list[str], n: int) -> list[str]:
+        questions = [question] * n if isinstance(question, str) else list(question)
+        if len(questions) != n:
+            raise ValueError(f"{len(questions)} questions for {n} boards")
+        if any(not q or not q.strip() for q in questions):
+            raise ValueError("the question is empty")
+        return questions
+
+    def _answers(self, pictures, sizes, regions, with_template: list[bool], questions: list[str],
+                 start: float) -> list[InspectResult]:
+        scans = self._generate(pictures, [prompt_text(q, self.words) for q in questions], regions, sizes)
+        each = (time.perf_counter() - start) / len(questions)
         results = []
-        for (raw, logprobs), regs, (_, template) in zip(scans, regions, boards):
-            calibrated = self._calibrated(regs, template is not None)
+        for (raw, logprobs), regs, template in zip(scans, regions, with_template):
+            calibrated = self._calibrated(regs, template)
             answer = resolve_scan(raw, calibrated, tuple(self.vlm.meta.classes))
             results.append(InspectResult(answer, render(answer), raw, calibrated, each, logprobs))
         return results
@@ -116,49 +144,53 @@ class Inspector:
         return self.vlm.processor(text=prompts, images=pictures, padding=True, padding_side="left",
                                   return_tensors="pt")
 
-    def _guard(self, inputs, descs: list[list[list[str]]]) -> ScanLogits:
-        return ScanLogits(self.tok, tuple(self.vlm.meta.classes), descs, inputs["input_ids"].shape[1])
+    def _guard(self, inputs, regions: list[list[Detection]], sizes: list[tuple[int, int]]) -> ScanLogits:
+        return ScanLogits(self.tok, tuple(self.vlm.meta.classes), [len(r) for r in regions],
+                          lambda row, reading: descriptors(regions[row], sizes[row], reading), inputs["input_ids"].shape[1])
 
-    def _generate(self, pictures: list[Image.Image], texts: list[str],
-                  descs: list[list[list[str]]]) -> list[tuple[str, list[float]]]:
+    def _generate(self, pictures: list[Image.Image], texts: list[str], regions: list[list[Detection]],
+                  sizes: list[tuple[int, int]]) -> list[tuple[str, list[float]]]:
         """(scan text, decision log-probabilities) per row: greedy decoding under ScanLogits.
 
         Walks the grammar position by position. Where every row's token is forced it is only
         queued; where some row has a choice, the queued tokens are fed in one forward call and
         the logits at its last position give the choice (argmax over the allowed tokens, as
-        `model.generate` does). Rows stay aligned: all rows have their choices at the same
-        positions, and a row that has finished writes its forced [EOF] and end-of-turn tokens.
+        `model.generate` does). A row that has finished writes end-of-turn tokens.
         """
         inputs = self._inputs(pictures, texts)
-        guard = self._guard(inputs, descs)
+        guard = self._guard(inputs, regions, sizes)
         scan = _Scan(self.vlm.model, inputs)
         written: list[list[int]] = [[] for _ in pictures]
         logprobs: list[list[float]] = [[] for _ in pictures]
         queued: list[list[int]] = []  # one token per row for each position not fed yet
-        for position in range(guard.max_new_tokens):
-            column = guard.forced(position)
-            if column is None:
+        for _ in range(guard.max_new_tokens):
+            allowed = [guard.allowed(row, w) for row, w in enumerate(written)]
+            if all(len(a) == 1 for a in allowed):
+                column = [a[0] for a in allowed]
+            else:
                 scores = scan.feed(queued)
                 queued = []
-                masked = scores + guard.mask(position, scores)
+                masked = scores + guard.mask(allowed, scores)
                 column = masked.argmax(-1).tolist()
                 chosen = masked.log_softmax(-1).gather(1, torch.tensor(column)[:, None])[:, 0].tolist()
-                for row, decisions in enumerate(guard.decisions):
-                    if position in decisions:
+                for row, w in enumerate(written):
+                    if guard.is_decision(row, w):
                         logprobs[row].append(chosen[row])
             queued.append(column)
             for row, token in enumerate(column):
                 written[row].append(token)
-        return [(self.tok.decode(w[:len(steps)], skip_special_tokens=True).strip(), lp)
-                for w, steps, lp in zip(written, guard.steps, logprobs)]
+            if all(len(w) >= guard.steps(row, w) for row, w in enumerate(written)):
+                break
+        return [(self.tok.decode(w[:guard.steps(row, w)], skip_special_tokens=True).strip(), lp)
+                for row, (w, lp) in enumerate(zip(written, logprobs))]
 
-    def _generate_reference(self, pictures: list[Image.Image], texts: list[str],
-                            descs: list[list[list[str]]]) -> list[str]:
+    def _generate_reference(self, pictures: list[Image.Image], texts: list[str], regions: list[list[Detection]],
+                            sizes: list[tuple[int, int]]) -> list[str]:
         """The scan texts from plain `model.generate` with ScanLogits: one forward per token.
         Slower; kept as the reference `_generate` is tested against."""
         inputs = self._inputs(pictures, texts)
         n = inputs["input_ids"].shape[1]
-        guard = self._guard(inputs, descs)
+        guard = self._guard(inputs, regions, sizes)
         out = self.vlm.model.generate(**inputs, max_new_tokens=guard.max_new_tokens, do_sample=False,
                                       logits_processor=[guard], eos_token_id=self.tok.eos_token_id,
                                       pad_token_id=self.tok.pad_token_id)

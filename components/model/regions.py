@@ -1,7 +1,7 @@
 """Spatial-branch candidates ("regions") and the prompt that shows them to the language model.
 
 The decoder shows the language model each region as forced tokens `R<k> <quadrant>
-<class> s<score bucket>` and the model decides on it, so every coordinate in an
+<class> <relation> s<score bucket>` and the model decides on it, so every coordinate in an
 answer comes from the head's peak + offset + size, mapped to original pixels by fuse.Frame.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ from components.data.records import Box
 from components.model.fuse import Frame
 from components.model.refiner import candidate_limit, recheck
 from components.model.spatial_head import decode
-from components.model.tokenizer import score_token
-from components.qa.generate import quadrant, reading_order
-from components.qa.grammar import Detection, region_name
+from components.model.tokenizer import normalize, score_token
+from components.qa.grammar import IN, OUT, Detection, Reading, region_name
+from components.qa.vocab import quadrant, reading_order
 
 
 def calibrate(score: float, calibration: dict) -> float:
@@ -50,23 +50,28 @@ def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Det
     return result
 
 
-def descriptor(i: int, region: Detection, size: tuple[int, int]) -> list[str]:
-    """The forced tokens that introduce region i in the scan: name, quadrant, class, score bucket.
+def descriptor(i: int, region: Detection, size: tuple[int, int], reading: Reading) -> list[str]:
+    """The forced tokens that introduce region i in the scan: name, quadrant, class, relation to
+    the question ([IN]: of an asked class, in the asked area; from `Reading.covers`), score bucket.
 
     The score bucket comes last on purpose: the decision is predicted at its position, so
-    the strongest evidence is the very token the model reads there (no attention needed),
-    and the class it must compare with the question is one step back.
+    the strongest evidence is the very token the model reads there (no attention needed).
+    Whether the region is of what was asked sits one step back: the decision need not match
+    the region's class and quadrant against the reading far back in the scan, which the small
+    from-scratch model never learnt to do (every class question answered "none found").
     """
-    return [region_name(i), quadrant(Box(*region.box, cls=region.cls), *size), region.cls, score_token(region.conf)]
+    rel = IN if reading.covers(region.cls, region.center, size) else OUT
+    return [region_name(i), quadrant(region.center, size), region.cls, rel, score_token(region.conf)]
 
 
-def descriptors(regions: list[Detection], size: tuple[int, int]) -> list[list[str]]:
-    return [descriptor(i, r, size) for i, r in enumerate(regions)]
+def descriptors(regions: list[Detection], size: tuple[int, int], reading: Reading) -> list[list[str]]:
+    return [descriptor(i, r, size, reading) for i, r in enumerate(regions)]
 
 
-def prompt_text(question: str) -> str:
-    """The user turn's text after the picture: the inspector's question, lower-cased."""
-    return f"question : {question.strip().lower()}"
+def prompt_text(question: str, words: set[str] | None = None) -> str:
+    """The user turn's text after the picture: the inspector's question, normalised (lower case,
+    contractions spelled out, and with a word-level vocabulary `words`, typos mended)."""
+    return f"question : {normalize(question, words)}"
 
 
 def match_regions(regions: list[Detection], boxes: list[Box], iou_min: float) -> dict[int, int]:

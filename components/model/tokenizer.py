@@ -2,7 +2,9 @@
 
 The small default model learns from scratch, so a closed vocabulary of the words
 inspectors use (plus the grammar, region and score tokens) trains far faster than
-a byte-level BPE. Unknown words map to [UNK]; the class words are what matter.
+a byte-level BPE. Unknown words map to [UNK]; the class words are what matter. Before
+tokenizing, `normalize` spells out contractions and mends a typo in a word it does not know
+when one known word is a single edit away ("shrot" -> "short").
 """
 from __future__ import annotations
 
@@ -11,18 +13,21 @@ import re
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from components.qa.generate import NAMES, QUADRANTS, TEMPLATES
+from components.qa.grammar import AREA_TOKENS, IN, NONE2, OFF, OUT
+from components.qa.vocab import AREAS, CONTRACTIONS, FILLER, NAMES, OUT_OF_SCOPE, PHRASINGS
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                 "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<|box_start|>", "<|box_end|>"]
-GRAMMAR = ["[COUNT]", "[DEFECT]", "[BOX]", "[CENTER]", "[CONF]", "[NONE]", "[EOF]", "[ASK]", "[YES]", "[NO]"]
+GRAMMAR = ["[COUNT]", "[DEFECT]", "[BOX]", "[CENTER]", "[CONF]", "[NONE]", "[EOF]", "[ASK]", "[YES]", "[NO]",
+           OFF, NONE2, IN, OUT]
 SCORE_BINS = 10
-QUADRANT_TOKENS = list(QUADRANTS)
 SCORE_TOKENS = [f"s{i}" for i in range(SCORE_BINS)]
 CHAT_WORDS = ["system", "user", "assistant", "you", "are", "a", "helpful", "question", "none", "all", "count", "list"]
 
 # Keeps `<think>`-style and Qwen special strings out; splits punctuation off words.
 _PUNCT = r"[?.,!:;()]"
+MIN_MENDED_LEN = 4
+"""Words shorter than this are never taken for typos (too many near neighbours)."""
 
 
 def score_token(score: float) -> str:
@@ -34,21 +39,65 @@ def words_of(text: str) -> list[str]:
     return re.sub(_PUNCT, lambda m: f" {m.group(0)} ", text.lower()).split()
 
 
+def normalize(text: str, words: set[str] | None = None) -> str:
+    """Lower case and contractions spelled out; given the known `words`, an unknown hyphenated
+    word whose parts are known is split ("short-circuit"), and any other unknown word of
+    MIN_MENDED_LEN letters or more becomes the known word a single edit away (Damerau-
+    Levenshtein: a letter added, dropped, changed or two swapped; the closest by similarity
+    when several are), so "shrot" reads as "short"."""
+    out: list[str] = []
+    for w in words_of(text):
+        w = CONTRACTIONS.get(w, w)
+        if words is not None and w not in words:
+            w = _mend(w, words)
+        out.append(w)
+    return " ".join(out)
+
+
+def _mend(word: str, words: set[str]) -> str:
+    from rapidfuzz import fuzz
+    from rapidfuzz.distance import DamerauLevenshtein
+
+    parts = word.split("-")
+    if len(parts) > 1 and all(p in words for p in parts):
+        return " ".join(parts)
+    if len(word) < MIN_MENDED_LEN:
+        return word
+    near = [k for k in words if abs(len(k) - len(word)) <= 1 and DamerauLevenshtein.distance(word, k) == 1]
+    return max(sorted(near), key=lambda k: fuzz.ratio(word, k)) if near else word
+
+
 def vocabulary(classes: tuple[str, ...], max_regions: int, max_count: int = 64) -> list[str]:
-    words: set[str] = set(CHAT_WORDS) | set(classes) | set(QUADRANTS)
-    for kind_templates in TEMPLATES.values():
-        for t in kind_templates:
-            words.update(words_of(t.format(s="", p="", q="")))
+    words: set[str] = set(CHAT_WORDS) | set(classes) | set(AREA_TOKENS) | set(FILLER)
+    for phrasings in PHRASINGS.values():
+        for t in phrasings:
+            words.update(words_of(t.format(s="", p="", p2="", a="")))
     for pairs in NAMES.values():
         for s, p in pairs:
             words.update(words_of(f"{s} {p}"))
-    for q in QUADRANTS.values():
+    for names in AREAS.values():
+        for a in names:
+            words.update(words_of(a))
+    for q in OUT_OF_SCOPE:
         words.update(words_of(q))
+    for long in CONTRACTIONS.values():
+        words.update(long.split())
     words.update(list("?.,!:;()"))
     words.update(str(i) for i in range(max_count + 1))
     words.update(f"R{i + 1}" for i in range(max_regions))
     words.update(SCORE_TOKENS)
     return ["[PAD]", "[UNK]"] + QWEN_SPECIAL + GRAMMAR + sorted(words - set(GRAMMAR))
+
+
+def plain_words(tokenizer) -> set[str] | None:
+    """The known words of a word-level tokenizer (for `normalize`); None for a subword one
+    (a real checkpoint's BPE reads any spelling itself)."""
+    from tokenizers.models import WordLevel
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not isinstance(backend.model, WordLevel):
+        return None
+    return {w for w in tokenizer.get_vocab() if re.fullmatch(r"[a-z][a-z'-]*", w)}
 
 
 def build_tokenizer(classes: tuple[str, ...], max_regions: int, chat_template: str) -> PreTrainedTokenizerFast:

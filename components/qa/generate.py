@@ -10,29 +10,8 @@ from dataclasses import dataclass, field
 
 from components.config import QAConfig
 from components.data.records import Box, Sample
-from components.qa.grammar import Answer, Detection, render
-
-# Words an inspector uses for each class: (singular, plural).
-NAMES: dict[str, list[tuple[str, str]]] = {
-    "open": [("open circuit", "open circuits"), ("open", "opens"), ("break", "breaks")],
-    "short": [("short circuit", "short circuits"), ("short", "shorts"), ("bridge", "bridges")],
-    "mousebite": [("mouse bite", "mouse bites"), ("mousebite", "mousebites")],
-    "spur": [("spur", "spurs")],
-    "copper": [("spurious copper", "spurious copper spots"), ("copper splash", "copper splashes")],
-    "pin-hole": [("pin-hole", "pin-holes"), ("pinhole", "pinholes"), ("pin hole", "pin holes")],
-}
-
-QUADRANTS = {"tl": "top left", "tr": "top right", "bl": "bottom left", "br": "bottom right"}
-
-TEMPLATES: dict[str, list[str]] = {
-    "locate": ["Where is the {s}?", "Locate the {p}.", "Show me every {s}.", "Find the {p} on this board."],
-    "count_class": ["How many {p}?", "Count the {p} on this board.", "How many {s} defects are there?"],
-    "count_total": ["How many defects are there?", "Count all defects.", "How many defects does this board have?"],
-    "exists": ["Any {p}?", "Is there a {s} on this board?", "Are there {p}?", "Check for {p}."],
-    "describe": ["Describe all defects on this board.", "What defects do you see?", "List every defect.", "Inspect this board."],
-    "spatial": ["Any defects in the {q}?", "What defects are in the {q} area?", "List the defects in the {q} of the board."],
-}
-
+from components.qa.grammar import Answer, Detection, Reading, answer_for, render
+from components.qa.vocab import AREAS, COUNT_WORDS, NAMES, OUT_OF_SCOPE, PHRASINGS, reading_order
 
 @dataclass
 class QAPair:
@@ -44,8 +23,8 @@ class QAPair:
     answer: Answer
     gt_index: list[int] = field(default_factory=list)
     """Index into sample.boxes of each answer detection, in answer order."""
-    target_class: str = ""
-    """The class the question asks about ("" = any class)."""
+    reading: Reading = field(default_factory=Reading)
+    """What the question asks (classes, count or list, area, or not about defects)."""
 
     @property
     def text(self) -> str:
@@ -62,52 +41,69 @@ class PreferencePair:
     """wrong_location | invented | missed | overconfident_wrong."""
 
 
-def reading_order(boxes: list[Box]) -> list[int]:
-    """Indices sorted top-to-bottom, then left-to-right, by box centre in 40-px rows."""
-    return sorted(range(len(boxes)), key=lambda i: (int(boxes[i].center[1] // 40), boxes[i].center[0]))
-
-
-def quadrant(box: Box, width: int, height: int) -> str:
-    cx, cy = box.center
-    return ("t" if cy < height / 2 else "b") + ("l" if cx < width / 2 else "r")
-
-
 def _det(b: Box) -> Detection:
     return Detection(b.cls, (round(b.x1), round(b.y1), round(b.x2), round(b.y2)), 1.0)
 
 
-def _answer(boxes: list[Box], keep: list[int], count: bool, none_class: str = "") -> Answer:
-    ans = Answer([_det(boxes[i]) for i in keep], count=len(keep) if count else None)
-    if not keep:
-        ans.none_class = none_class
-    return ans
+def asked_boxes(boxes: list[Box], reading: Reading, size: tuple[int, int]) -> list[int]:
+    """Indices of the boxes that answer the reading, in reading order."""
+    return [i for i in reading_order(boxes) if reading.covers(boxes[i].cls, boxes[i].center, size)]
 
 
-def _question(rng: random.Random, kind: str, cls: str = "", quad: str = "") -> str:
-    s, p = rng.choice(NAMES[cls]) if cls else ("", "")
-    return rng.choice(TEMPLATES[kind]).format(s=s, p=p, q=QUADRANTS.get(quad, ""))
+def answer_of(boxes: list[Box], reading: Reading, size: tuple[int, int]) -> tuple[list[int], Answer]:
+    """(gt indices, the true answer) of a reading on an image's boxes."""
+    keep = [] if reading.off else asked_boxes(boxes, reading, size)
+    return keep, answer_for(reading, [_det(boxes[i]) for i in keep])
+
+
+def class_words(cls: str, rng: random.Random) -> tuple[str, str]:
+    """A (singular, plural) name of a class; a class with no listed names is called by itself."""
+    return rng.choice(NAMES[cls]) if cls in NAMES else (cls, f"{cls}s")
+
+
+def phrase(rng: random.Random, kind: str, cls: str = "", cls2: str = "", area: str = "") -> str:
+    s, p = class_words(cls, rng) if cls else ("", "")
+    p2 = class_words(cls2, rng)[1] if cls2 else ""
+    a = rng.choice(AREAS[area]) if area else ""
+    return rng.choice(PHRASINGS[kind]).format(s=s, p=p, p2=p2, a=a)
+
+
+def asks_count(question: str) -> bool:
+    q = question.lower()
+    return any(w in q for w in COUNT_WORDS)
+
+
+def _one(kind: str, rng: random.Random, cls: str, other: str, area: str) -> tuple[str, Reading]:
+    """A question of one kind and what it asks."""
+    if kind in ("locate", "exists", "count_class"):
+        return phrase(rng, kind, cls), Reading((cls,), kind == "count_class")
+    if kind in ("count_total", "describe"):
+        return phrase(rng, kind), Reading((), kind == "count_total")
+    if kind == "spatial":
+        return phrase(rng, kind, area=area), Reading((), False, area)
+    if kind == "spatial_class":
+        q = phrase(rng, kind, cls, area=area)
+        return q, Reading((cls,), asks_count(q), area)
+    q = phrase(rng, "multi", cls, other)
+    return q, Reading((cls, other), asks_count(q))
 
 
 def questions_for(boxes: list[Box], classes: tuple[str, ...], rng: random.Random, per_kind: int,
-                  size: tuple[int, int]) -> list[tuple[str, str, list[int], Answer, str]]:
-    """(kind, question, gt indices, answer, asked class) for one image's boxes (none for a template)."""
-    order = reading_order(boxes)
+                  size: tuple[int, int], out_of_scope_share: float = 0.5) -> list[tuple[str, str, list[int], Answer, Reading]]:
+    """(kind, question, gt indices, answer, reading) for one image's boxes (none for a template)."""
     present = sorted({b.cls for b in boxes})
     out = []
     for _ in range(per_kind):
         # Ask about a present class most of the time, an absent one otherwise (negatives).
         cls = rng.choice(present) if present and rng.random() < 0.7 else rng.choice(classes)
-        quad = rng.choice(list(QUADRANTS))
-        of_cls = [i for i in order if boxes[i].cls == cls]
-        in_quad = [i for i in order if quadrant(boxes[i], *size) == quad]
-        out += [
-            ("locate", _question(rng, "locate", cls), of_cls, _answer(boxes, of_cls, False, cls), cls),
-            ("exists", _question(rng, "exists", cls), of_cls, _answer(boxes, of_cls, False, cls), cls),
-            ("count_class", _question(rng, "count_class", cls), of_cls, _answer(boxes, of_cls, True, cls), cls),
-            ("count_total", _question(rng, "count_total"), order, _answer(boxes, order, True), ""),
-            ("describe", _question(rng, "describe"), order, _answer(boxes, order, False), ""),
-            ("spatial", _question(rng, "spatial", quad=quad), in_quad, _answer(boxes, in_quad, False), ""),
-        ]
+        other = rng.choice([c for c in classes if c != cls] or [cls])
+        area = rng.choice(list(AREAS))
+        for kind in PHRASINGS:
+            q, reading = _one(kind, rng, cls, other, area)
+            out.append((kind, q, *answer_of(boxes, reading, size), reading))
+        if rng.random() < out_of_scope_share:
+            reading = Reading(off=True)
+            out.append(("out_of_scope", rng.choice(OUT_OF_SCOPE), *answer_of(boxes, reading, size), reading))
     return out
 
 
@@ -116,11 +112,12 @@ def generate_qa(samples: list[Sample], cfg: QAConfig, classes: tuple[str, ...], 
     rng = random.Random(cfg.seed)
     pairs = []
     for s in samples:
-        for kind, q, idx, ans, cls in questions_for(s.boxes, classes, rng, cfg.phrasings_per_kind, size):
-            pairs.append(QAPair(s.sample_id, "test", kind, q, ans, idx, cls))
+        for kind, q, idx, ans, reading in questions_for(s.boxes, classes, rng, cfg.phrasings_per_kind, size,
+                                                        cfg.out_of_scope_share):
+            pairs.append(QAPair(s.sample_id, "test", kind, q, ans, idx, reading))
         if s.template_path and rng.random() < cfg.template_share:
-            for kind, q, idx, ans, cls in questions_for([], classes, rng, 1, size):
-                pairs.append(QAPair(s.sample_id, "template", kind, q, ans, idx, cls))
+            for kind, q, idx, ans, reading in questions_for([], classes, rng, 1, size, cfg.out_of_scope_share):
+                pairs.append(QAPair(s.sample_id, "template", kind, q, ans, idx, reading))
     return pairs
 
 
@@ -160,7 +157,7 @@ def reject(qa: QAPair, rng: random.Random, classes: tuple[str, ...], size: tuple
         wrong = rng.choice([c for c in classes if c != dets[k].cls])
         dets[k] = Detection(wrong, dets[k].box, 0.99)
     count = len(dets) if qa.answer.count is not None else None
-    rejected = Answer(dets, count=count, none_class=None if dets else (qa.answer.none_class or ""))
+    rejected = Answer(dets, count=count, none_class=None if dets else (qa.answer.none_class or ""), asked=qa.reading)
     return PreferencePair(qa, rejected, rej_idx, reason)
 
 
@@ -168,19 +165,29 @@ def generate_preferences(pairs: list[QAPair], cfg: QAConfig, classes: tuple[str,
                          size: tuple[int, int] = (640, 640)) -> list[PreferencePair]:
     """cfg.rejected_per_chosen preference pairs per QA pair (chosen = the correct answer)."""
     rng = random.Random(cfg.seed + 1)
-    return [reject(qa, rng, classes, size) for qa in pairs for _ in range(cfg.rejected_per_chosen)]
+    return [reject(qa, rng, classes, size) for qa in pairs if not qa.reading.off for _ in range(cfg.rejected_per_chosen)]
+
+
+def reading_to_json(r: Reading) -> dict:
+    return {"classes": list(r.classes), "count": r.count, "area": r.area, "off": r.off}
+
+
+def reading_from_json(d: dict) -> Reading:
+    return Reading(tuple(d["classes"]), d["count"], d["area"], d["off"])
 
 
 def qa_to_json(qa: QAPair) -> dict:
     return {"sample_id": qa.sample_id, "source": qa.source, "kind": qa.kind, "question": qa.question,
-            "answer": qa.text, "gt_index": qa.gt_index, "target_class": qa.target_class}
+            "answer": qa.text, "gt_index": qa.gt_index, "reading": reading_to_json(qa.reading)}
 
 
 def qa_from_json(row: dict, classes: tuple[str, ...]) -> QAPair:
     from components.qa.grammar import parse
 
-    return QAPair(row["sample_id"], row["source"], row["kind"], row["question"], parse(row["answer"], classes),
-                  row["gt_index"], row.get("target_class", ""))
+    reading = reading_from_json(row["reading"])
+    answer = parse(row["answer"], classes)
+    answer.asked = reading
+    return QAPair(row["sample_id"], row["source"], row["kind"], row["question"], answer, row["gt_index"], reading)
 
 
 def pref_to_json(p: PreferencePair) -> dict:

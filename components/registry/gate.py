@@ -21,6 +21,14 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("ece", "max_ece", "<"),
     ("template_false_alarm", "max_template_false_alarm", "<"),
     ("parse_failure_rate", "max_parse_failure_rate", "<"),
+    # The question suite (evaluation/questions.py): every kind of question, held-out wordings.
+    ("answer_f1_locate", "min_answer_f1_locate", ">"),
+    ("answer_f1_exists", "min_answer_f1_exists", ">"),
+    ("answer_f1_count_class", "min_answer_f1_count_class", ">"),
+    ("answer_f1_spatial", "min_answer_f1_spatial", ">"),
+    ("count_exact_count_class", "min_count_exact_count_class", ">"),
+    ("false_none_rate", "max_false_none_rate", "<"),
+    ("question_read_accuracy", "min_question_read_accuracy", ">"),
 )
 GATED: tuple[str, ...] = tuple(r[0] for r in RULES)
 

@@ -23,6 +23,7 @@ from starlette.routing import Mount
 
 from components.config import Config, ServeConfig
 from components.qa.grammar import GrammarError
+from components.qa.sentence import sentence
 from components.serving import chat, limits
 from components.serving.limits import InputError
 from components.serving.metrics import Metrics
@@ -213,19 +214,20 @@ def _answer(holder: ModelHolder, lim: ServeConfig, question: str, board: bytes,
 def inspection(result, served: Served) -> dict:
     """The /v1/inspect body of one InspectResult."""
     ans = result.answer
-    n = len(ans.detections)
-    message = ans.to_dict().get("message") if ans.none_found else f"{n} defect{'s' if n != 1 else ''} found"
     body = {
         "answer_text": result.answer_text,
         "defects": [{"class": d.cls, "box": list(d.box), "centre": list(d.center), "confidence": round(d.conf, 4)}
                     for d in ans.detections],
         "none_found": ans.none_found,
-        "message": message,
+        "out_of_scope": ans.out_of_scope,
+        "message": sentence(ans),
         "model": served.info(),
         "latency_s": round(result.latency_s, 4),
     }
     if ans.count is not None:
         body["count"] = ans.count
+    if ans.asked is not None:
+        body["asked"] = {"classes": list(ans.asked.classes), "count": ans.asked.count, "area": ans.asked.area}
     return body
 
 
@@ -291,7 +293,7 @@ def _add_routes(app: FastAPI, holder: ModelHolder, lim: ServeConfig) -> None:
         template = limits.decode_data_url(urls[1], "template", lim) if len(urls) > 1 else None
         body = await run_in_threadpool(_answer, holder, lim, question, board, template)
         metrics.inference.observe(body["latency_s"])
-        return chat.completion(body, body["model"]["name"])
+        return chat.completion(body, body["model"]["name"], chat.content_format(req))
 
 
 def _text(value) -> str | None:

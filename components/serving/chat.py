@@ -37,6 +37,9 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
+    response_format: dict | None = None
+    """{"type": "text"} (default): the answer as a sentence; {"type": "grammar"}: the answer
+    grammar text (`[DEFECT] short [BOX] ...`); {"type": "json_object"}: the inspection as JSON."""
 
 
 def _parts(m: Message) -> list[Part]:
@@ -74,16 +77,33 @@ def extract(req: ChatRequest) -> tuple[str, list[str]]:
     return question, images
 
 
-def completion(inspection: dict, model_name: str) -> dict:
-    """An OpenAI chat.completion whose content is the answer grammar text; `inspection` adds
-    the structured answer (same fields as /v1/inspect)."""
+FORMATS = ("text", "grammar", "json_object")
+
+
+def content_format(req: ChatRequest) -> str:
+    """The requested content format (see ChatRequest.response_format); a clear 400 for others."""
+    kind = (req.response_format or {}).get("type", "text")
+    if kind not in FORMATS:
+        raise InputError(400, f"response_format type {kind!r} is not supported: use one of {', '.join(FORMATS)}",
+                         "bad_response_format")
+    return kind
+
+
+def completion(inspection: dict, model_name: str, content: str = "text") -> dict:
+    """An OpenAI chat.completion whose content is the answer in a sentence (content="text"),
+    the answer grammar text ("grammar") or the inspection as JSON ("json_object");
+    `inspection` always carries the structured answer (same fields as /v1/inspect)."""
+    import json
+
+    text = {"text": inspection["message"], "grammar": inspection["answer_text"],
+            "json_object": json.dumps({k: v for k, v in inspection.items() if k != "model"})}[content]
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model_name,
         "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                     "message": {"role": "assistant", "content": inspection["answer_text"]}}],
+                     "message": {"role": "assistant", "content": text}}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         "inspection": inspection,
     }

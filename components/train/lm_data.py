@@ -41,7 +41,7 @@ def decisions_for(qa: QAPair, view: RegionView) -> list[str]:
 
 
 def _scan(qa: QAPair, view: RegionView, decisions: list[str]) -> str:
-    return to_scan(qa.target_class, qa.answer.count is not None, descriptors(view.regions, view.size), decisions)
+    return to_scan(qa.reading, descriptors(view.regions, view.size, qa.reading), decisions)
 
 
 def scan_target(qa: QAPair, view: RegionView) -> str:
@@ -52,6 +52,8 @@ def scan_rejected(pref: PreferencePair, view: RegionView, classes: tuple[str, ..
     """A wrong scan of the kind the preference pair names: an invented defect (a [NO] region
     reported), a misplaced one (reported on the wrong region), a missed one, or a confident
     wrong class. None when the view has no region to make that mistake on."""
+    if pref.qa.reading.off:
+        return None
     dec = decisions_for(pref.qa, view)
     yes = [k for k, d in enumerate(dec) if d != NO]
     no = [k for k, d in enumerate(dec) if d == NO]
@@ -74,26 +76,27 @@ def scan_rejected(pref: PreferencePair, view: RegionView, classes: tuple[str, ..
     return _scan(pref.qa, view, dec)
 
 
-def _prompt(question: str) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt_text(question)}]}]
+def _prompt(question: str, words: set[str] | None) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt_text(question, words)}]}]
 
 
 def _assistant(text: str) -> list[dict]:
     return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
 
-def sft_rows(pairs: list[QAPair], views: dict[tuple[str, str], RegionView]) -> list[dict]:
-    """prompt-completion rows for trl's SFTTrainer (completion-only loss)."""
+def sft_rows(pairs: list[QAPair], views: dict[tuple[str, str], RegionView], words: set[str] | None = None) -> list[dict]:
+    """prompt-completion rows for trl's SFTTrainer (completion-only loss); words: the tokenizer's
+    known words (`tokenizer.plain_words`), for the same normalisation as at inference."""
     rows = []
     for qa in pairs:
         view = views.get((qa.sample_id, qa.source))
         if view is not None:
-            rows.append({"images": [view.image], "prompt": _prompt(qa.question), "completion": _assistant(scan_target(qa, view))})
+            rows.append({"images": [view.image], "prompt": _prompt(qa.question, words), "completion": _assistant(scan_target(qa, view))})
     return rows
 
 
 def dpo_rows(prefs: list[PreferencePair], views: dict[tuple[str, str], RegionView], classes: tuple[str, ...],
-             seed: int) -> list[dict]:
+             seed: int, words: set[str] | None = None) -> list[dict]:
     """prompt / chosen / rejected rows for trl's DPOTrainer."""
     rng = random.Random(seed)
     rows = []
@@ -101,7 +104,7 @@ def dpo_rows(prefs: list[PreferencePair], views: dict[tuple[str, str], RegionVie
         view = views.get((p.qa.sample_id, p.qa.source))
         rejected = None if view is None else scan_rejected(p, view, classes, rng)
         if rejected is not None:
-            rows.append({"images": [view.image], "prompt": _prompt(p.qa.question),
+            rows.append({"images": [view.image], "prompt": _prompt(p.qa.question, words),
                          "chosen": _assistant(scan_target(p.qa, view)), "rejected": _assistant(rejected)})
     return rows
 

@@ -6,7 +6,7 @@ full (LoRA adapts existing knowledge; there is none yet). With a real checkpoint
 The vision tower stays frozen either way, so the spatial branch keeps its accuracy.
 
 Only the tokens the model chooses at inference carry loss: what is asked (class or
-all, count or list) and each region's decision. Region descriptors are forced by the
+all, count or list, the area) and each region's decision. Region descriptors are forced by the
 decoder; learning to predict them would only spend capacity on the head's noise.
 """
 from __future__ import annotations
@@ -19,19 +19,19 @@ import torch
 
 from components.config import TrainConfig
 from components.model.tokenizer import SCORE_TOKENS
-from components.qa.grammar import ASK
+from components.qa.grammar import ASK, HEADER_LEN
 from components.train.lm_common import LogTo, common_args, freeze_vision, last_checkpoint, lora_config, to_dataset
 
 
 def decision_mask(labels: torch.Tensor, ask_id: int, score_ids: list[int]) -> torch.Tensor:
-    """True where a label is a chosen token: the two after [ASK], and each one after a score bucket
-    (the last token of a region's descriptor)."""
-    prev1 = torch.full_like(labels, -100)
-    prev2 = torch.full_like(labels, -100)
-    prev1[:, 1:] = labels[:, :-1]
-    prev2[:, 2:] = labels[:, :-2]
-    after_score = torch.isin(prev1, torch.tensor(score_ids, device=labels.device))
-    return (prev1 == ask_id) | (prev2 == ask_id) | after_score
+    """True where a label is a chosen token: the reading (the HEADER_LEN - 1 tokens after [ASK])
+    and each one after a score bucket (the last token of a region's descriptor)."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    for k in range(1, HEADER_LEN):
+        keep[:, k:] |= labels[:, :-k] == ask_id
+    after_score = torch.zeros_like(keep)
+    after_score[:, 1:] = torch.isin(labels[:, :-1], torch.tensor(score_ids, device=labels.device))
+    return keep | after_score
 
 
 def _trainer_class():

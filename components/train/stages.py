@@ -139,8 +139,10 @@ def _lm_stage(model_dir: Path, train: list[Sample], cfg: Config, out: Path, make
     """Shared body of SFT and DPO: load, build rows on the spatial views, (warm up,) train, save."""
     if (done := finished(out)) is not None:
         return done
+    from components.model.tokenizer import plain_words
+
     vlm = DefectVLM.load(model_dir, quantize=False)
-    all_rows = make_rows(_views(vlm, train, cfg, model_dir.parent))
+    all_rows = make_rows(_views(vlm, train, cfg, model_dir.parent), plain_words(vlm.processor.tokenizer))
     rows = _sample_rows(all_rows, max_rows, cfg.train.seed)
     figures = _warm_up(vlm, all_rows, cfg, out, log) if warm_up else {}
     figures.update(train_fn(vlm, rows, cfg.train, out / "trainer", log))
@@ -166,7 +168,7 @@ def run_sft(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out
     from components.train.sft import train_sft
 
     pairs = [qagen.qa_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "qa.jsonl")]
-    return _lm_stage(model_dir, train, cfg, out, lambda views: sft_rows(pairs, views), train_sft,
+    return _lm_stage(model_dir, train, cfg, out, lambda views, words: sft_rows(pairs, views, words), train_sft,
                      cfg.train.sft_max_steps * cfg.train.sft_batch, "sft", log, warm_up=True)
 
 
@@ -176,7 +178,7 @@ def run_dpo(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out
     from components.train.lm_data import dpo_rows
 
     prefs = [qagen.pref_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "preferences.jsonl")]
-    return _lm_stage(model_dir, train, cfg, out, lambda views: dpo_rows(prefs, views, cfg.data.classes, cfg.train.seed),
+    return _lm_stage(model_dir, train, cfg, out, lambda views, words: dpo_rows(prefs, views, cfg.data.classes, cfg.train.seed, words),
                      train_dpo, cfg.train.dpo_max_steps * cfg.train.dpo_batch, "dpo", log)
 
 

@@ -59,6 +59,11 @@ def test_first_month_registers_a_challenger(replay):
         assert m["n_images"] == 2 and m["n_templates"] == 2
         assert {"f1_iou33", "map50", "center_rmse_px", "count_exact", "hallucination_rate",
                 "template_false_alarm", "ece", "latency_p95_s", "parse_failure_rate"} <= set(m)
+    # The gated model is asked every kind of question, and the gate judges each kind.
+    assert {"answer_f1_locate", "answer_f1_spatial", "false_none_rate", "question_read_accuracy"} <= set(first["metrics"]["int8"])
+    from components.registry.gate import GATED
+
+    assert "answer_f1_locate" in GATED and f"{len(GATED)} gate checks" in first["gate"]
 
 
 def test_run_is_tracked_in_mlflow(replay):

@@ -3,20 +3,22 @@ import pytest
 
 from components.config import CLASSES, QAConfig
 from components.qa.generate import generate_preferences, generate_qa
-from components.qa.grammar import Detection, GrammarError, parse, render, resolve_scan, to_scan
+from components.qa.grammar import Detection, GrammarError, Reading, parse, read_scan, render, resolve_scan, to_scan
 
 
 def test_every_generated_answer_parses_back(boards):
     pairs = generate_qa(boards, QAConfig(phrasings_per_kind=3), CLASSES)
     prefs = generate_preferences(pairs, QAConfig(), CLASSES)
-    assert {p.kind for p in pairs} == {"locate", "exists", "count_class", "count_total", "describe", "spatial"}
+    assert {p.kind for p in pairs} == {"locate", "exists", "count_class", "count_total", "describe", "spatial",
+                                       "spatial_class", "multi", "out_of_scope"}
+    assert any(p.answer.out_of_scope for p in pairs) and any(len(p.reading.classes) == 2 for p in pairs)
     assert any(p.source == "template" for p in pairs) and any(p.answer.none_found for p in pairs)
     for answer in [p.answer for p in pairs] + [p.rejected for p in prefs]:
         text = render(answer)
         back = parse(text)
         assert render(back) == text
         assert [d.box for d in back.detections] == [d.box for d in answer.detections]
-        assert back.count == answer.count
+        assert back.count == answer.count and back.out_of_scope == answer.out_of_scope
 
 
 def test_generation_is_deterministic(boards):
@@ -47,12 +49,29 @@ def test_malformed_answers_are_refused(text):
 
 def test_scan_form_resolves_to_region_boxes():
     regions = [Detection("spur", (10, 10, 30, 30), 0.9), Detection("short", (100, 50, 140, 90), 0.7)]
-    descs = [["R1", "tl", "spur", "s9"], ["R2", "tl", "short", "s7"]]
-    text = to_scan("short", True, descs, ["[NO]", "short"])
-    assert text == "[ASK] short count R1 tl spur s9 [NO] R2 tl short s7 short [EOF]"
+    descs = [["R1", "tl", "spur", "[OUT]", "s9"], ["R2", "tl", "short", "[IN]", "s7"]]
+    text = to_scan(Reading(("short",), True), descs, ["[NO]", "short"])
+    assert text == "[ASK] short [-] count any R1 tl spur [OUT] s9 [NO] R2 tl short [IN] s7 short [EOF]"
     back = resolve_scan(text, regions)
     assert back.detections == [Detection("short", (100, 50, 140, 90), 0.7)] and back.count == 1
-    none = resolve_scan(to_scan("spur", False, descs, ["[NO]", "[NO]"]), regions)
-    assert none.none_found and render(none) == "[NONE] spur [EOF]"
+    assert back.asked == Reading(("short",), True)
+    none = resolve_scan(to_scan(Reading(("spur", "open")), descs, ["[NO]", "[NO]"]), regions)
+    assert none.none_found and render(none) == "[NONE] spur open [EOF]" and parse(render(none)).none_class == "spur open"
+    off = resolve_scan(to_scan(Reading(off=True), descs, ["[NO]", "[NO]"]), regions)
+    assert off.out_of_scope and not off.none_found and render(off) == "[OFF] [EOF]"
+    assert read_scan("[ASK] all [-] list tl [EOF]") == Reading((), False, "tl")
     with pytest.raises(GrammarError):
-        resolve_scan("[ASK] short list R2 tl short s7 short [EOF]", regions)  # regions out of order
+        resolve_scan("[ASK] short [-] list any R2 tl short [IN] s7 short [EOF]", regions)  # regions out of order
+    with pytest.raises(GrammarError):
+        read_scan("[ASK] all short list any [EOF]")  # 'all' and a class
+
+
+def test_reading_covers_class_and_area():
+    size = (640, 640)
+    assert Reading(("short",)).covers("short", (600, 600), size)
+    assert not Reading(("short",)).covers("spur", (600, 600), size)
+    assert Reading((), False, "tl").covers("spur", (100, 100), size)
+    assert not Reading((), False, "tl").covers("spur", (400, 100), size)
+    assert Reading((), False, "centre").covers("open", (320, 320), size)
+    assert not Reading((), False, "centre").covers("open", (20, 320), size)
+    assert not Reading(off=True).covers("open", (320, 320), size)

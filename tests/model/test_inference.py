@@ -51,21 +51,21 @@ def test_chunked_decoding_writes_what_generate_writes(tiny_model, boards):
     inspector = Inspector.load(tiny_model / "int8" / "model", quantize=False)
     pairs = [(b.test_path, b.template_path) for b in boards[:3]] + [(boards[3].test_path, None)]
     pictures = _pictures(inspector, pairs)
-    regions = [descriptors([Detection(c, (10 * i, 10 * i, 10 * i + 30, 10 * i + 20), 0.1 * i)
-                            for i, c in enumerate(["spur", "short", "open", "mousebite", "copper", "pin-hole"] * 2)],
-                           (640, 640))]
-    descs = [regions[0][:8], regions[0][:3], [], regions[0][:5]]
+    many = [Detection(c, (10 * i, 10 * i, 10 * i + 30, 10 * i + 20), 0.1 * i)
+            for i, c in enumerate(["spur", "short", "open", "mousebite", "copper", "pin-hole"] * 2)]
+    regions = [many[:8], many[:3], [], many[:5]]
+    sizes = [(640, 640)] * 4
     same = ["question : describe all defects."] * 4
     mixed = ["question : any spurs?", "question : where is the short circuit on this board?",
-             "question : how many defects?", "question : describe all defects."]
+             "question : how many defects?", "question : what is the weather?"]
     assert len(set(inspector._inputs(pictures, mixed)["attention_mask"].sum(-1).tolist())) > 1  # padded
     for texts in (same, mixed):
-        fast = inspector._generate(pictures, texts, descs)
-        assert [raw for raw, _ in fast] == inspector._generate_reference(pictures, texts, descs)
-        for (raw, logprobs), d in zip(fast, descs):
-            assert len(logprobs) == len(d) and all(lp <= 0 for lp in logprobs)
-            assert raw.endswith("[EOF]") and len(resolve_scan(raw, [Detection("spur", (0, 0, 1, 1), 0.5)] * len(d),
-                                                              tuple(inspector.vlm.meta.classes)).detections) <= len(d)
+        fast = inspector._generate(pictures, texts, regions, sizes)
+        assert [raw for raw, _ in fast] == inspector._generate_reference(pictures, texts, regions, sizes)
+        for (raw, logprobs), regs in zip(fast, regions):
+            answer = resolve_scan(raw, regs, tuple(inspector.vlm.meta.classes))
+            assert len(logprobs) == (0 if answer.out_of_scope else len(regs)) and all(lp <= 0 for lp in logprobs)
+            assert raw.endswith("[EOF]") and len(answer.detections) <= len(regs)
 
 
 def test_mixed_questions_in_one_batch_answer_like_single_asks(tiny_model, boards):
@@ -75,7 +75,7 @@ def test_mixed_questions_in_one_batch_answer_like_single_asks(tiny_model, boards
     batch = inspector.ask_batch(pairs, questions)
     single = [inspector.ask(img, q, tmpl) for (img, tmpl), q in zip(pairs, questions)]
     assert [r.raw for r in batch] == [r.raw for r in single]
-    assert [len(r.decision_logprobs) for r in batch] == [len(r.regions) for r in batch]
+    assert [len(r.decision_logprobs) for r in batch] == [0 if r.answer.out_of_scope else len(r.regions) for r in batch]
     flat = lambda results: [lp for r in results for lp in r.decision_logprobs]  # noqa: E731
     assert flat(batch) == pytest.approx(flat(single), abs=1e-4)
     with pytest.raises(ValueError, match="2 questions for 3 boards"):
@@ -102,17 +102,22 @@ def test_constrained_decoding_always_yields_grammar(tmp_path):
     vlm = new_model(tiny_cfg(tmp_path))
     tok = vlm.processor.tokenizer
     regs = [Detection("spur", (1, 1, 5, 5), 0.5), Detection("open", (9, 9, 20, 20), 0.2)]
-    descs = descriptors(regs, (640, 640))
-    guard = ScanLogits(tok, tuple(vlm.meta.classes), [descs], prompt_len=0)
+    guard = ScanLogits(tok, tuple(vlm.meta.classes), [len(regs)],
+                       lambda row, reading: descriptors(regs, (640, 640), reading), prompt_len=0)
     torch.manual_seed(0)
-    for _ in range(30):
+    readings = set()
+    for _ in range(60):
         ids = torch.zeros((1, 0), dtype=torch.long)
         for _ in range(guard.max_new_tokens):
             nxt = guard(ids, torch.randn(1, len(tok))).argmax(-1, keepdim=True)
             ids = torch.cat([ids, nxt], dim=1)
+        guard._bodies.clear()  # a new sequence: its reading decides its descriptors anew
         assert ids[0, -1].item() == tok.eos_token_id
         answer = resolve_scan(tok.decode(ids[0], skip_special_tokens=True), regs)
-        assert len(answer.detections) <= len(regs)
+        assert len(answer.detections) <= len(regs) and answer.asked is not None
+        assert not (answer.out_of_scope and answer.detections)
+        readings.add(answer.asked)
+    assert len(readings) > 10  # random logits reach many readings, each decoded within the grammar
 
 
 def test_int8_quantizes_the_language_model_and_keeps_regions_independent_of_the_batch(tiny_model, boards):

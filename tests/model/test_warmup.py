@@ -11,7 +11,7 @@ ROW = {
     "images": ["unused.png"],
     "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "question : any spurs ?"}]}],
     "completion": [{"role": "assistant", "content": [{"type": "text",
-                   "text": "[ASK] spur list R1 tl spur s8 [YES] R2 br short s2 [NO] [EOF]"}]}],
+                   "text": "[ASK] spur [-] list any R1 tl spur [IN] s8 [YES] R2 br short [OUT] s2 [NO] [EOF]"}]}],
 }
 
 
@@ -22,12 +22,12 @@ def test_rows_lose_the_picture_and_keep_the_text():
     assert row["completion"] == ROW["completion"]
 
 
-def test_loss_covers_topic_mode_and_decisions_only(tmp_path):
+def test_loss_covers_the_reading_and_decisions_only(tmp_path):
     vlm = new_model(tiny_cfg(tmp_path))
     (ids, labels), = encode(vlm.processor, text_only([ROW]))
     tok = vlm.processor.tokenizer
     kept = tok.convert_ids_to_tokens(labels[labels != -100].tolist())
-    assert kept == ["spur", "list", "[YES]", "[NO]"]
+    assert kept == ["spur", "[-]", "list", "any", "[YES]", "[NO]"]
     assert tok.convert_tokens_to_ids(ASK) in ids.tolist()
 
 

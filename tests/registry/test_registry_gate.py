@@ -6,7 +6,9 @@ from components.registry.gate import GATED, judge
 
 GOOD = {"f1_iou33": 0.95, "center_rmse_px": 5.0, "hallucination_rate": 0.01, "latency_p95_s": 0.5,
         "count_exact": 0.99, "ece": 0.02, "template_false_alarm": 0.0,
-        "parse_failure_rate": 0.0}
+        "parse_failure_rate": 0.0, "answer_f1_locate": 0.95, "answer_f1_exists": 0.95, "answer_f1_count_class": 0.95,
+        "answer_f1_spatial": 0.95, "count_exact_count_class": 0.95, "false_none_rate": 0.01,
+        "question_read_accuracy": 0.99}
 
 
 def test_good_metrics_pass():
@@ -55,3 +57,9 @@ def test_tolerance_only_relaxes_the_champion_comparison():
 def test_equal_to_champion_passes():
     v = judge(GOOD, GateConfig(), dict(GOOD))
     assert v.passed and len(v.checks) == 2 * len(GATED)
+
+
+def test_a_model_that_answers_none_to_class_questions_fails():
+    """The bug the question suite was built for: describe-all fine, every class question 'none found'."""
+    v = judge({**GOOD, "answer_f1_locate": 0.0, "answer_f1_exists": 0.0, "false_none_rate": 0.8}, GateConfig())
+    assert {c.metric for c in v.failures} == {"answer_f1_locate", "answer_f1_exists", "false_none_rate"}

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import openai
+
+from components.qa.sentence import sentence
 import pytest
 from PIL import Image
 
@@ -98,11 +100,9 @@ def test_inspect_answers_like_the_model(server, store, boards, model_dir):
     for d, want in zip(body["defects"], direct.answer.detections, strict=True):
         assert d == {"class": want.cls, "box": list(want.box), "centre": list(want.center),
                      "confidence": round(want.conf, 4)}
-    n = len(body["defects"])
-    if n:
-        assert body["message"] == f"{n} defect{'s' if n != 1 else ''} found"
-    else:  # "No defects found", or "No spur found" when the question named a class
-        assert body["message"] == direct.answer.to_dict()["message"]
+    # The sentence a person reads: "One short circuit, at (291, 242), confidence 0.64." / "No defects found."
+    assert body["message"] == sentence(direct.answer) == direct.answer.to_dict()["message"]
+    assert body["message"].endswith(".") and (body["none_found"] == body["message"].startswith("No "))
 
 
 def test_health_models_and_metrics(server, store, boards):
@@ -135,7 +135,13 @@ def test_chat_completions_with_the_openai_client(server, store, boards):
         {"type": "image_url", "image_url": {"url": _data_url(b.template_path)}},
         {"type": "text", "text": QUESTION}]}])
     rest = inspect(server.url, b.test_path, b.template_path).json()
-    assert resp.choices[0].message.content == rest["answer_text"]
+    assert resp.choices[0].message.content == rest["message"]  # a sentence
+    grammar = client.chat.completions.create(model=store.registered_model, response_format={"type": "grammar"},
+                                             messages=[{"role": "user", "content": [
+                                                 {"type": "image_url", "image_url": {"url": _data_url(b.test_path)}},
+                                                 {"type": "image_url", "image_url": {"url": _data_url(b.template_path)}},
+                                                 {"type": "text", "text": QUESTION}]}])
+    assert grammar.choices[0].message.content == rest["answer_text"]
     assert resp.choices[0].finish_reason == "stop"
     extra = resp.model_extra["inspection"]
     assert extra["defects"] == rest["defects"] and extra["model"] == rest["model"]

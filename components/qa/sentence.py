@@ -1,0 +1,54 @@
+"""The answer as a person reads it: one plain sentence from a structured Answer.
+
+"One short circuit, at (291, 242), confidence 0.64." / "No short circuit found." The grammar
+text (`grammar.render`) stays what programs read; this is what the page and the chat show.
+"""
+from __future__ import annotations
+
+from components.qa.grammar import Answer, Detection
+from components.qa.vocab import ANY_AREA, NAMES, area_words
+
+NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _name(cls: str, n: int = 1) -> str:
+    singular, plural = NAMES[cls][0] if cls in NAMES else (cls, f"{cls}s")
+    return singular if n == 1 else plural
+
+
+def _count(n: int, cls: str | None) -> str:
+    word = NUMBERS[n] if n < len(NUMBERS) else str(n)
+    return f"{word} {_name(cls, n) if cls else ('defect' if n == 1 else 'defects')}"
+
+
+def _where(area: str) -> str:
+    return "" if area == ANY_AREA else f" in the {area_words(area)}"
+
+
+def _item(d: Detection, with_class: bool) -> str:
+    cx, cy = d.center
+    return (f"{_name(d.cls)} " if with_class else "") + f"at ({cx}, {cy}), confidence {d.conf:.2f}"
+
+
+def scope_message(classes: tuple[str, ...] = tuple(NAMES)) -> str:
+    kinds = ", ".join(_name(c, 2) for c in classes)
+    return ("I can only answer questions about defects on this board: where they are, how many there are, "
+            f"whether there are any of a kind ({kinds}), or which are in an area such as the top left.")
+
+
+def sentence(answer: Answer) -> str:
+    """One sentence that says what was found, for the question the model read."""
+    if answer.out_of_scope:
+        return scope_message()
+    asked = answer.asked
+    area = _where(asked.area) if asked else ""
+    dets = answer.detections
+    if not dets:
+        named = (answer.none_class or "").split()
+        what = " or ".join(_name(c, 2 if len(named) > 1 else 1) for c in named) or "defects"
+        return f"No {what} found{area}."
+    kinds = {d.cls for d in dets}
+    one_kind = len(kinds) == 1
+    head = _count(len(dets), next(iter(kinds)) if one_kind else None)
+    items = "; ".join(_item(d, not one_kind) for d in dets)
+    return f"{head[0].upper()}{head[1:]}{area}: {items}." if len(dets) > 1 else f"{head[0].upper()}{head[1:]}{area}, {items}."

@@ -1,0 +1,135 @@
+"""The words of the questions: what each class is called, the board's areas, and the words of
+questions that are not about defects. One place, read by the QA generator (training
+phrasings), the tokenizer (its closed vocabulary) and the decoder (areas).
+
+Areas are predicates on a box centre in board-relative coordinates (u, v in [0, 1], v down),
+so the answer to "which defects are in the top left?" is computed, never guessed.
+"""
+from __future__ import annotations
+
+# Words an inspector uses for each class: (singular, plural).
+NAMES: dict[str, list[tuple[str, str]]] = {
+    "open": [("open circuit", "open circuits"), ("open", "opens"), ("break", "breaks"), ("broken trace", "broken traces"),
+             ("broken track", "broken tracks"), ("trace break", "trace breaks"), ("open trace", "open traces")],
+    "short": [("short circuit", "short circuits"), ("short", "shorts"), ("bridge", "bridges"),
+              ("solder bridge", "solder bridges"), ("shorted trace", "shorted traces"), ("copper bridge", "copper bridges")],
+    "mousebite": [("mouse bite", "mouse bites"), ("mousebite", "mousebites"), ("bite", "bites"),
+                  ("nibble", "nibbles"), ("edge nick", "edge nicks"), ("notch", "notches")],
+    "spur": [("spur", "spurs"), ("copper spur", "copper spurs"), ("protrusion", "protrusions"), ("burr", "burrs")],
+    "copper": [("spurious copper", "spurious copper spots"), ("copper splash", "copper splashes"),
+               ("stray copper", "stray copper spots"), ("copper residue", "copper residues"),
+               ("extra copper", "extra copper spots"), ("copper blob", "copper blobs")],
+    "pin-hole": [("pin-hole", "pin-holes"), ("pinhole", "pinholes"), ("pin hole", "pin holes"), ("void", "voids"),
+                 ("tiny hole", "tiny holes")],
+}
+
+ANY_AREA = "any"
+# Area token -> the words that name it. Quadrants first: the region descriptors use them.
+AREAS: dict[str, list[str]] = {
+    "tl": ["top left", "upper left", "top-left", "top left corner", "upper left quadrant"],
+    "tr": ["top right", "upper right", "top-right", "top right corner", "upper right quadrant"],
+    "bl": ["bottom left", "lower left", "bottom-left", "bottom left corner", "lower left quadrant"],
+    "br": ["bottom right", "lower right", "bottom-right", "bottom right corner", "lower right quadrant"],
+    "top": ["top half", "upper half", "top part", "upper part", "top"],
+    "bottom": ["bottom half", "lower half", "bottom part", "lower part", "bottom"],
+    "left": ["left half", "left side", "left part", "left-hand side", "left"],
+    "right": ["right half", "right side", "right part", "right-hand side", "right"],
+    "centre": ["centre", "center", "middle", "central area", "middle of the board"],
+}
+QUADRANTS: tuple[str, ...] = ("tl", "tr", "bl", "br")
+CENTRE_SPAN = (0.25, 0.75)
+"""The centre area: the middle half of the board along each axis."""
+
+# Questions that are not about defects on the board (trained to be declined).
+OUT_OF_SCOPE: list[str] = [
+    "What is the weather today?", "Who made this board?", "What time is it?", "How much does this board cost?",
+    "What is the part number?", "Tell me a joke.", "Who are you?", "What year is it?",
+    "Which factory produced this?", "What is the capital of France?", "How do I reset my password?",
+    "What colour is the board?", "Translate this into German.", "How old is this machine?",
+    "What is the serial number of this board?", "Can you order more boards?", "Hello!", "What is your name?",
+    "Write me a poem.", "How many employees work here?", "Is it going to rain?", "Who is the operator?",
+    "What is two plus two?", "Where is the cafeteria?", "When is the next shift?",
+]
+
+# Everyday words of requests, so polite or chatty wording reads as known words.
+FILLER: list[str] = ["please", "could", "can", "would", "you", "me", "tell", "show", "let", "know", "i", "need", "want",
+                     "to", "see", "kindly", "quickly", "just", "check", "the", "a", "an", "this", "that", "on", "in",
+                     "of", "for", "at", "is", "are", "there", "any", "all", "every", "each", "board", "pcb", "image",
+                     "picture", "scan", "panel", "do", "does", "have", "has", "find", "found", "look", "hey", "ok",
+                     "thanks", "not", "no", "yes", "it", "its", "what", "where", "which", "how", "many", "much",
+                     "number", "some", "here", "and", "or", "with", "if", "be", "by", "from", "so", "now", "my"]
+
+CONTRACTIONS: dict[str, str] = {
+    "what's": "what is", "where's": "where is", "there's": "there is", "there're": "there are", "isn't": "is not",
+    "aren't": "are not", "don't": "do not", "doesn't": "does not", "can't": "can not", "won't": "will not",
+    "i'd": "i would", "i'm": "i am", "let's": "let us", "how's": "how is", "it's": "it is", "that's": "that is",
+}
+
+
+def in_area(center: tuple[float, float], area: str, size: tuple[int, int]) -> bool:
+    """Whether a box centre (original pixels) lies in the area of a board of `size` (w, h)."""
+    u, v = center[0] / size[0], center[1] / size[1]
+    lo, hi = CENTRE_SPAN
+    return {
+        ANY_AREA: True,
+        "tl": u < 0.5 and v < 0.5, "tr": u >= 0.5 and v < 0.5,
+        "bl": u < 0.5 and v >= 0.5, "br": u >= 0.5 and v >= 0.5,
+        "top": v < 0.5, "bottom": v >= 0.5, "left": u < 0.5, "right": u >= 0.5,
+        "centre": lo <= u < hi and lo <= v < hi,
+    }[area]
+
+
+def quadrant(center: tuple[float, float], size: tuple[int, int]) -> str:
+    """The quadrant token of a box centre."""
+    return next(q for q in QUADRANTS if in_area(center, q, size))
+
+
+def area_words(area: str) -> str:
+    """How an answer names an area (its first phrase)."""
+    return AREAS[area][0]
+
+
+def reading_order(boxes) -> list[int]:
+    """Indices of boxes (anything with .center) top-to-bottom, then left-to-right, in 40-px rows."""
+    return sorted(range(len(boxes)), key=lambda i: (int(boxes[i].center[1] // 40), boxes[i].center[0]))
+
+
+# Training phrasings per question kind: {s}/{p} a class (singular/plural), {p2} a second class,
+# {a} an area. Evaluation asks in other wordings (components/evaluation/heldout_questions.yaml).
+PHRASINGS: dict[str, list[str]] = {
+    "locate": ["Where is the {s}?", "Locate the {p}.", "Show me every {s}.", "Find the {p} on this board.",
+               "Where are the {p}?", "Point out the {p}.", "Mark each {s}.", "Please locate any {s}.",
+               "Can you find the {p}?", "Show the {p} on the pcb.", "Give me the location of each {s}.",
+               "{p} : where?", "Highlight the {p} in this image.", "Find every {s} please.",
+               "Where exactly is the {s} on this panel?", "Show where the {p} are."],
+    "exists": ["Any {p}?", "Is there a {s} on this board?", "Are there {p}?", "Check for {p}.",
+               "Does this board have any {p}?", "Is the board free of {p}?", "Do you see a {s}?",
+               "Are there any {p} on this pcb?", "Can you check whether there is a {s}?", "{s} present?",
+               "Is there any {s} here?", "Does the board show a {s}?", "Tell me if there are {p}.",
+               "Is this board {s} free?", "Has this board got any {p}?", "Please check the board for {p}."],
+    "count_class": ["How many {p}?", "Count the {p} on this board.", "How many {s} defects are there?",
+                    "What is the number of {p}?", "How many {p} can you find?", "Number of {p}?",
+                    "Count every {s}.", "How many {p} does this pcb have?", "Give me the count of {p}.",
+                    "Please count the {p}.", "How many {p} are on this panel?", "{s} count?"],
+    "count_total": ["How many defects are there?", "Count all defects.", "How many defects does this board have?",
+                    "What is the total number of defects?", "Number of defects?", "How many faults are on this pcb?",
+                    "Count the defects please.", "How many problems can you find?", "Total defect count?",
+                    "How many flaws does this panel have?"],
+    "describe": ["Describe all defects on this board.", "What defects do you see?", "List every defect.",
+                 "Inspect this board.", "What is wrong with this board?", "Show me all defects.",
+                 "Find all faults on this pcb.", "Any defects?", "Is this board defect free?",
+                 "Check this board for defects.", "Report every flaw.", "What problems does this panel have?",
+                 "Are there any defects on this board?", "Please inspect the pcb.", "Where are the defects?",
+                 "List the faults you can see."],
+    "spatial": ["Any defects in the {a}?", "What defects are in the {a} area?", "List the defects in the {a} of the board.",
+                "Is there anything wrong in the {a}?", "Show the defects in the {a}.", "What is in the {a}?",
+                "Check the {a} for defects.", "Are there faults in the {a} region?", "Inspect the {a} only.",
+                "Find defects in the {a} of this pcb."],
+    "spatial_class": ["Any {p} in the {a}?", "Where are the {p} in the {a}?", "How many {p} are in the {a}?",
+                      "Is there a {s} in the {a}?", "Show the {p} in the {a} area.", "Count the {p} in the {a}."],
+    "multi": ["Any {p} or {p2}?", "Are there {p} or {p2}?", "Where are the {p} and {p2}?", "Find {p} and {p2}.",
+              "Check for {p} or {p2}.", "How many {p} and {p2} are there?", "Show me the {p} and the {p2}.",
+              "Is the board free of {p} and {p2}?"],
+}
+COUNT_WORDS = ("how many", "count", "number")
+"""A question with one of these asks for a count (spatial_class and multi phrasings mix both)."""
