@@ -11,6 +11,13 @@ from components.config import Config
 
 _names = itertools.count()
 
+# Metrics of a model that passes every gate check (GateConfig defaults) with a margin.
+GOOD = {"f1_iou33": 0.95, "center_rmse_px": 5.0, "hallucination_rate": 0.01, "latency_p95_s": 0.5,
+        "count_exact": 0.99, "ece": 0.02, "template_false_alarm": 0.0,
+        "parse_failure_rate": 0.0, "answer_f1_locate": 0.95, "answer_f1_exists": 0.95, "answer_f1_count_class": 0.95,
+        "answer_f1_spatial": 0.95, "count_exact_count_class": 0.95, "false_none_rate": 0.01,
+        "question_read_accuracy": 0.99}
+
 
 @pytest.fixture(scope="session")
 def store_dir(tmp_path_factory) -> Path:

@@ -9,11 +9,7 @@ import pytest
 from components.registry import registry, tracking
 from components.registry.gate import judge
 from components.registry.registry import RegistryError
-
-GOOD = {"f1_iou33": 0.95, "center_rmse_px": 5.0, "hallucination_rate": 0.01, "latency_p95_s": 0.5,
-        "count_exact": 0.99, "ece": 0.02, "template_false_alarm": 0.0,
-        "parse_failure_rate": 0.0}
-
+from tests.registry.conftest import GOOD
 
 def _register(cfg, model_dir, text, metrics=GOOD, dataset="2024-01"):
     run_id = tracking.start_run(cfg, f"train-{text}")
