@@ -73,6 +73,9 @@ class QAConfig:
     out_of_scope_share: float = 0.5
     """Chance, per image and round of phrasings, of one question not about defects ("What is the
     weather?"), which the model learns to decline."""
+    embellish_share: float = 0.25
+    """Share of training questions typed as people also type them: a lead ("hey,"), a filler phrase
+    ("in this image"), lower case, no question mark (qa/generate.embellish)."""
 
 
 @dataclass
@@ -128,7 +131,7 @@ class TrainConfig:
     """Boards the language model learns on (SFT, DPO): 'calib' = groups the spatial branch
     never trained on, so the region scores it sees match those on new boards; 'train'
     = the spatial branch's own boards (overfit, confident scores). Empty calib -> train."""
-    warmup_steps: int = 800
+    warmup_steps: int = 1200
     """Text-only steps that teach the from-scratch language model its rules before SFT (0 = skip)."""
     warmup_batch: int = 16
     warmup_lr: float = 2e-3

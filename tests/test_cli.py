@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 
 runner = CliRunner()
-COMMANDS = ["retrain", "ingest", "validate", "evaluate", "ask", "promote", "rollback", "models", "stage", "serve"]
+COMMANDS = ["retrain", "ingest", "validate", "evaluate", "decisions", "ask", "promote", "rollback", "models", "stage",
+            "serve"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -43,6 +44,16 @@ def test_evaluate_prints_json_line_and_exports(tmp_path, tiny_model, deeppcb_dir
     assert metrics["n_images"] == 2 and "f1_iou33" in metrics and "latency_p95_s" in metrics
     assert len(list(out.glob("*.txt"))) == 2 and len(list((out / "templates").glob("*.txt"))) == 2
     assert (tmp_path / "report" / "report.html").exists()
+    assert "answer_f1_locate" in metrics and (out / "questions.jsonl").exists()
+
+
+def test_decisions_reports_each_kind(tiny_model, deeppcb_dir):
+    result = runner.invoke(app, ["decisions", "--data", str(deeppcb_dir / "group92000"), "--model",
+                                 str(tiny_model / "int8" / "model"), "--max-images", "1", "--params", "none"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.strip().splitlines() if line.startswith("{")]
+    assert {"locate", "describe", "spatial", "out_of_scope"} <= {r["kind"] for r in rows}
+    assert all(0 <= r["tf_reading"] <= 1 and r["n"] > 0 for r in rows)
 
 
 def test_evaluate_on_a_folder_without_boards(tmp_path, tiny_model):

@@ -14,7 +14,7 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from components.qa.grammar import AREA_TOKENS, IN, NONE2, OFF, OUT
-from components.qa.vocab import AREAS, CONTRACTIONS, FILLER, NAMES, OUT_OF_SCOPE, PHRASINGS
+from components.qa.vocab import AREAS, CONTRACTIONS, FILLER, FILLER_PHRASES, LEADS, NAMES, OUT_OF_SCOPE, PHRASINGS
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                 "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<|box_start|>", "<|box_end|>"]
@@ -26,7 +26,7 @@ CHAT_WORDS = ["system", "user", "assistant", "you", "are", "a", "helpful", "ques
 
 # Keeps `<think>`-style and Qwen special strings out; splits punctuation off words.
 _PUNCT = r"[?.,!:;()]"
-MIN_MENDED_LEN = 4
+MIN_MENDED_LEN = 5
 """Words shorter than this are never taken for typos (too many near neighbours)."""
 
 
@@ -40,15 +40,18 @@ def words_of(text: str) -> list[str]:
 
 
 def normalize(text: str, words: set[str] | None = None) -> str:
-    """Lower case and contractions spelled out; given the known `words`, an unknown hyphenated
-    word whose parts are known is split ("short-circuit"), and any other unknown word of
+    """Lower case and contractions spelled out; given the known `words`, a hyphenated word
+    whose parts are known is split ("short-circuit", "lower-left"), and any other unknown word of
     MIN_MENDED_LEN letters or more becomes the known word a single edit away (Damerau-
     Levenshtein: a letter added, dropped, changed or two swapped; the closest by similarity
     when several are), so "shrot" reads as "short"."""
     out: list[str] = []
     for w in words_of(text):
         w = CONTRACTIONS.get(w, w)
-        if words is not None and w not in words:
+        parts = w.split("-")
+        if words is not None and len(parts) > 1 and all(p in words for p in parts):
+            w = " ".join(parts)  # "lower-left" reads as the common "lower left"
+        elif words is not None and w not in words:
             w = _mend(w, words)
         out.append(w)
     return " ".join(out)
@@ -58,9 +61,6 @@ def _mend(word: str, words: set[str]) -> str:
     from rapidfuzz import fuzz
     from rapidfuzz.distance import DamerauLevenshtein
 
-    parts = word.split("-")
-    if len(parts) > 1 and all(p in words for p in parts):
-        return " ".join(parts)
     if len(word) < MIN_MENDED_LEN:
         return word
     near = [k for k in words if abs(len(k) - len(word)) <= 1 and DamerauLevenshtein.distance(word, k) == 1]
@@ -78,7 +78,7 @@ def vocabulary(classes: tuple[str, ...], max_regions: int, max_count: int = 64) 
     for names in AREAS.values():
         for a in names:
             words.update(words_of(a))
-    for q in OUT_OF_SCOPE:
+    for q in OUT_OF_SCOPE + FILLER_PHRASES + LEADS:
         words.update(words_of(q))
     for long in CONTRACTIONS.values():
         words.update(long.split())

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from components.config import QAConfig
 from components.data.records import Box, Sample
 from components.qa.grammar import Answer, Detection, Reading, answer_for, render
-from components.qa.vocab import AREAS, COUNT_WORDS, NAMES, OUT_OF_SCOPE, PHRASINGS, reading_order
+from components.qa.vocab import (AREAS, COUNT_WORDS, FILLER_PHRASES, LEADS, NAMES, OUT_OF_SCOPE, PHRASINGS,
+                                 reading_order)
 
 @dataclass
 class QAPair:
@@ -68,6 +69,24 @@ def phrase(rng: random.Random, kind: str, cls: str = "", cls2: str = "", area: s
     return rng.choice(PHRASINGS[kind]).format(s=s, p=p, p2=p2, a=a)
 
 
+def embellish(question: str, rng: random.Random) -> str:
+    """The question as people also type it: a lead ("hey,"), a filler phrase put in before its
+    last word or at its end ("... in this image ?"), lower case, no question mark; one or two of these."""
+    words = question.rstrip("?.!").split()
+    end = question[len(question.rstrip("?.!")):]
+    for op in rng.sample(["lead", "filler", "lower", "bare"], rng.randint(1, 2)):
+        if op == "lead":
+            words = rng.choice(LEADS).split() + [words[0].lower()] + words[1:]
+        elif op == "filler":
+            at = rng.choice([len(words), len(words), max(1, len(words) - 1)])
+            words = words[:at] + rng.choice(FILLER_PHRASES).split() + words[at:]
+        elif op == "lower":
+            words = [w.lower() for w in words]
+        else:
+            end = ""
+    return " ".join(words) + end
+
+
 def asks_count(question: str) -> bool:
     q = question.lower()
     return any(w in q for w in COUNT_WORDS)
@@ -89,8 +108,15 @@ def _one(kind: str, rng: random.Random, cls: str, other: str, area: str) -> tupl
 
 
 def questions_for(boxes: list[Box], classes: tuple[str, ...], rng: random.Random, per_kind: int,
-                  size: tuple[int, int], out_of_scope_share: float = 0.5) -> list[tuple[str, str, list[int], Answer, Reading]]:
-    """(kind, question, gt indices, answer, reading) for one image's boxes (none for a template)."""
+                  size: tuple[int, int], out_of_scope_share: float = 0.5,
+                  embellish_share: float = 0.0) -> list[tuple[str, str, list[int], Answer, Reading]]:
+    """(kind, question, gt indices, answer, reading) for one image's boxes (none for a template);
+    a share embellish_share of the questions are embellished (see `embellish`)."""
+    return [(kind, embellish(q, rng) if rng.random() < embellish_share else q, *rest)
+            for kind, q, *rest in _plain_questions(boxes, classes, rng, per_kind, size, out_of_scope_share)]
+
+
+def _plain_questions(boxes, classes, rng, per_kind, size, out_of_scope_share):
     present = sorted({b.cls for b in boxes})
     out = []
     for _ in range(per_kind):
@@ -113,10 +139,11 @@ def generate_qa(samples: list[Sample], cfg: QAConfig, classes: tuple[str, ...], 
     pairs = []
     for s in samples:
         for kind, q, idx, ans, reading in questions_for(s.boxes, classes, rng, cfg.phrasings_per_kind, size,
-                                                        cfg.out_of_scope_share):
+                                                        cfg.out_of_scope_share, cfg.embellish_share):
             pairs.append(QAPair(s.sample_id, "test", kind, q, ans, idx, reading))
         if s.template_path and rng.random() < cfg.template_share:
-            for kind, q, idx, ans, reading in questions_for([], classes, rng, 1, size, cfg.out_of_scope_share):
+            for kind, q, idx, ans, reading in questions_for([], classes, rng, 1, size, cfg.out_of_scope_share,
+                                                            cfg.embellish_share):
                 pairs.append(QAPair(s.sample_id, "template", kind, q, ans, idx, reading))
     return pairs
 

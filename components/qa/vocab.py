@@ -24,17 +24,25 @@ NAMES: dict[str, list[tuple[str, str]]] = {
 }
 
 ANY_AREA = "any"
-# Area token -> the words that name it. Quadrants first: the region descriptors use them.
+# Area token -> the words that name it, composed the way people combine them ("lower-left
+# part", "top right corner", "upper half"). Quadrants first: the region descriptors use them.
+_UP, _DOWN = ("top", "upper"), ("bottom", "lower")
+_CORNER_NOUNS = ("", " corner", " part", " area", " region", " section", " quadrant", " side")
+_HALF_NOUNS = (" half", " part", " side", " area", " region", " section", "")
+
+
+def _corner(vertical: tuple[str, ...], horizontal: str) -> list[str]:
+    return [f"{v}{sep}{horizontal}{noun}" for v in vertical for sep in (" ", "-") for noun in _CORNER_NOUNS]
+
+
 AREAS: dict[str, list[str]] = {
-    "tl": ["top left", "upper left", "top-left", "top left corner", "upper left quadrant"],
-    "tr": ["top right", "upper right", "top-right", "top right corner", "upper right quadrant"],
-    "bl": ["bottom left", "lower left", "bottom-left", "bottom left corner", "lower left quadrant"],
-    "br": ["bottom right", "lower right", "bottom-right", "bottom right corner", "lower right quadrant"],
-    "top": ["top half", "upper half", "top part", "upper part", "top"],
-    "bottom": ["bottom half", "lower half", "bottom part", "lower part", "bottom"],
-    "left": ["left half", "left side", "left part", "left-hand side", "left"],
-    "right": ["right half", "right side", "right part", "right-hand side", "right"],
-    "centre": ["centre", "center", "middle", "central area", "middle of the board"],
+    "tl": _corner(_UP, "left"), "tr": _corner(_UP, "right"),
+    "bl": _corner(_DOWN, "left"), "br": _corner(_DOWN, "right"),
+    "top": [f"{v}{n}" for v in _UP for n in _HALF_NOUNS],
+    "bottom": [f"{v}{n}" for v in _DOWN for n in _HALF_NOUNS],
+    "left": [f"{h}{n}" for h in ("left", "left-hand") for n in _HALF_NOUNS],
+    "right": [f"{h}{n}" for h in ("right", "right-hand") for n in _HALF_NOUNS],
+    "centre": [f"{c}{n}" for c in ("centre", "center", "middle") for n in ("", " area", " region", " part", " of the board")],
 }
 QUADRANTS: tuple[str, ...] = ("tl", "tr", "bl", "br")
 CENTRE_SPAN = (0.25, 0.75)
@@ -50,6 +58,13 @@ OUT_OF_SCOPE: list[str] = [
     "Write me a poem.", "How many employees work here?", "Is it going to rain?", "Who is the operator?",
     "What is two plus two?", "Where is the cafeteria?", "When is the next shift?",
 ]
+
+# Words and phrases people put around a question; the generator sprinkles them in (`generate.
+# embellish`) so that no kind of question is told by its filler words ("in", "what is").
+FILLER_PHRASES: list[str] = ["please", "on this board", "of the pcb", "in this image", "in this picture", "for me",
+                             "now", "quickly", "here", "on it", "on this scan", "if you can", "thanks",
+                             "in this scan", "on the panel", "at the moment"]
+LEADS: list[str] = ["please", "hey,", "ok,", "quick question:", "so", "and", "right,", "next:"]
 
 # Everyday words of requests, so polite or chatty wording reads as known words.
 FILLER: list[str] = ["please", "could", "can", "would", "you", "me", "tell", "show", "let", "know", "i", "need", "want",

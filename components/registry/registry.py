@@ -144,7 +144,8 @@ def record_evaluation(cfg: Config, version, metrics: dict, dataset_version: str)
 def _pip_requirements() -> list[str]:
     # Pin what is installed here, without importing it (torch is heavy).
     out = []
-    for dist in ("mlflow", "torch", "transformers", "peft", "pillow", "pandas"):
+    # torchvision: the refiner and box matching; rapidfuzz: the question normaliser (tokenizer.py).
+    for dist in ("mlflow", "torch", "torchvision", "transformers", "peft", "pillow", "pandas", "rapidfuzz"):
         try:
             out.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
