@@ -52,7 +52,7 @@ def test_decisions_reports_each_kind(tiny_model, deeppcb_dir):
                                  str(tiny_model / "int8" / "model"), "--max-images", "1", "--params", "none"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.strip().splitlines() if line.startswith("{")]
-    assert {"locate", "describe", "spatial", "out_of_scope"} <= {r["kind"] for r in rows}
+    assert {"locate", "describe", "spatial", "multi"} <= {r["kind"] for r in rows}
     assert all(0 <= r["tf_reading"] <= 1 and r["n"] > 0 for r in rows)
 
 

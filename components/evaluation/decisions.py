@@ -23,7 +23,7 @@ def _rows(vlm, samples, cfg):
     from components.train.lm_data import region_views, sft_rows
 
     size = (cfg.data.image_size, cfg.data.image_size)
-    views = region_views(vlm, samples, cfg.model.input_size, cfg.eval.iou)
+    views = region_views(vlm, samples, vlm.meta.input_size, cfg.eval.iou)
     pairs = [p for p in generate_qa(samples, cfg.qa, cfg.data.classes, size) if (p.sample_id, p.source) in views]
     words = plain_words(vlm.processor.tokenizer)
     return [(p, views[(p.sample_id, p.source)], row) for p, row in
