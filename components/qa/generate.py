@@ -14,6 +14,7 @@ from components.qa.grammar import Answer, Detection, Reading, answer_for, render
 from components.qa.vocab import (AREAS, COUNT_WORDS, FILLER_PHRASES, LEADS, NAMES, OUT_OF_SCOPE, PHRASINGS,
                                  reading_order)
 
+
 @dataclass
 class QAPair:
     sample_id: str
@@ -117,6 +118,7 @@ def questions_for(boxes: list[Box], classes: tuple[str, ...], rng: random.Random
 
 
 def _plain_questions(boxes, classes, rng, per_kind, size, out_of_scope_share):
+    """questions_for before embellishment: per round, one question of each kind, then maybe one off-topic."""
     present = sorted({b.cls for b in boxes})
     out = []
     for _ in range(per_kind):
