@@ -131,7 +131,7 @@ class TrainConfig:
     """Boards the language model learns on (SFT, DPO): 'calib' = groups the spatial branch
     never trained on, so the region scores it sees match those on new boards; 'train'
     = the spatial branch's own boards (overfit, confident scores). Empty calib -> train."""
-    warmup_steps: int = 2000
+    warmup_steps: int = 1200
     """Text-only steps that teach the from-scratch language model its rules before SFT (0 = skip)."""
     warmup_batch: int = 16
     warmup_lr: float = 2e-3
