@@ -54,6 +54,7 @@ def measure(inspector, samples, cfg) -> dict[str, dict]:
     from components.train.lm_data import decisions_for
 
     vlm = inspector.vlm
+    by_id = {s.sample_id: s for s in samples}
     acc: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     for qa, view, row in tqdm(_rows(vlm, samples, cfg), desc="decisions", unit="question"):
         a = acc[qa.kind]
@@ -61,12 +62,12 @@ def measure(inspector, samples, cfg) -> dict[str, dict]:
         a["tf_reading"].append(all(reading))
         for right, reports in decisions:
             a["tf_report" if reports else "tf_no"].append(right)
-        image = next(s.test_path if qa.source == "test" else s.template_path for s in samples if s.sample_id == qa.sample_id)
-        template = next(s.template_path for s in samples if s.sample_id == qa.sample_id)
-        raw = inspector.ask(image, qa.question, template).raw
-        a["free_reading"].append(read_scan(raw, vlm.meta.classes) == qa.reading)
+        s = by_id[qa.sample_id]
+        raw = inspector.ask(s.test_path if qa.source == "test" else s.template_path, qa.question, s.template_path).raw
+        read_right = read_scan(raw, vlm.meta.classes) == qa.reading
+        a["free_reading"].append(read_right)
         written = raw.split()[HEADER_LEN:-1]
-        if read_scan(raw, vlm.meta.classes) == qa.reading:  # same reading, so the same regions are decided
+        if read_right:  # same reading, so the same regions are decided
             for target, decided in zip(decisions_for(qa, view), written[5::6]):
                 a["free_report" if target != NO else "free_no"].append(decided == target)
     return {kind: {k: round(sum(v) / len(v), 4) if v else None for k, v in a.items()} | {"n": len(a["tf_reading"])}

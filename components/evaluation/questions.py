@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 
 from components.data.records import Box
-from components.qa.generate import asked_boxes
+from components.qa.generate import asked_boxes, reading_to_json
 from components.qa.grammar import Answer, Reading
 from components.qa.vocab import AREAS, QUADRANTS
 
@@ -120,10 +120,9 @@ def same_reading(a: Reading | None, b: Reading) -> bool:
 
 def to_json(a: Asked) -> dict:
     """One line of questions.jsonl: enough to score the answer independently."""
-    r, m = a.question.reading, a.answer.asked
+    read = a.answer.asked
     return {"image_id": a.image_id, "source": a.source, "kind": a.question.kind, "question": a.question.question,
-            "asked": {"classes": list(r.classes), "count": r.count, "area": r.area, "off": r.off},
-            "read": None if m is None else {"classes": list(m.classes), "count": m.count, "area": m.area, "off": m.off},
+            "asked": reading_to_json(a.question.reading), "read": None if read is None else reading_to_json(read),
             "answer_text": a.answer_text, "out_of_scope": a.answer.out_of_scope,
             "detections": [d.to_dict() for d in a.answer.detections],
             "truth": [{"class": b.cls, "box": [b.x1, b.y1, b.x2, b.y2]} for b in a.truth]}

@@ -74,35 +74,31 @@ class BlurChecked:
     def ask_batch(self, boards: list[tuple], question: str | list[str]) -> list:
         """The inner inspector's answers, each defect kept only if the blurred copy's regions
         confirm it; each result's latency includes the blurred pass (batch time / boards)."""
-        from components.model.inference import InspectResult
-
         start = time.perf_counter()
         answers = self.inner.ask_batch(boards, question)
-        soft = self.inner.regions_batch([(blurred(img, self.sigma), None if tmpl is None else blurred(tmpl, self.sigma))
-                                         for img, tmpl in boards])
-        each = (time.perf_counter() - start) / len(boards)
-        results = []
-        for p, seen in zip(answers, soft):
-            answer = filtered_answer(p.answer, consistent(p.answer.detections, seen, self.iou, self.same_class))
-            results.append(InspectResult(answer, render(answer), p.raw, p.regions, each))
-        return results
-
+        return self._checked(answers, self._blurred_regions(boards), start)
 
     def ask_many(self, image, template, questions: list[str]) -> list:
         """The inner inspector's answers to several questions about one board, blur-checked
         against one blurred pass."""
-        from components.model.inference import InspectResult
-
         start = time.perf_counter()
         answers = self.inner.ask_many(image, template, questions)
-        seen = self.inner.regions_batch([(blurred(image, self.sigma),
-                                          None if template is None else blurred(template, self.sigma))])[0]
-        each = (time.perf_counter() - start) / len(questions)
-        out = []
-        for p in answers:
-            answer = filtered_answer(p.answer, consistent(p.answer.detections, seen, self.iou, self.same_class))
-            out.append(InspectResult(answer, render(answer), p.raw, p.regions, each))
-        return out
+        return self._checked(answers, self._blurred_regions([(image, template)]) * len(answers), start)
+
+    def _blurred_regions(self, boards: list[tuple]) -> list:
+        return self.inner.regions_batch([(blurred(img, self.sigma), None if tmpl is None else blurred(tmpl, self.sigma))
+                                         for img, tmpl in boards])
+
+    def _checked(self, answers: list, seen: list, start: float) -> list:
+        """Each answer with only the defects its blurred regions confirm; latency = time since start / answers."""
+        from components.model.inference import InspectResult
+
+        each = (time.perf_counter() - start) / len(answers)
+        results = []
+        for p, regions in zip(answers, seen):
+            answer = filtered_answer(p.answer, consistent(p.answer.detections, regions, self.iou, self.same_class))
+            results.append(InspectResult(answer, render(answer), p.raw, p.regions, each))
+        return results
 
 
 def load_inspector(model_dir: Path, cfg, quantize: bool | None = None, blur_check: bool | None = None):
