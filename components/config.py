@@ -135,6 +135,9 @@ class TrainConfig:
     """Text-only steps that teach the from-scratch language model its rules before SFT (0 = skip)."""
     warmup_batch: int = 16
     warmup_lr: float = 2e-3
+    warmup_word_dropout: float = 0.1
+    """Chance, per question word that does not say what is asked (train/warmup.key_words), that the
+    warm-up shows it as [UNK], so words training never saw do not change the reading."""
     sft_epochs: float = 1.0
     sft_max_steps: int = 150
     sft_batch: int = 8

@@ -14,7 +14,8 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from components.qa.grammar import AREA_TOKENS, IN, NONE2, OFF, OUT
-from components.qa.vocab import AREAS, CONTRACTIONS, FILLER, FILLER_PHRASES, LEADS, NAMES, OUT_OF_SCOPE, PHRASINGS
+from components.qa.vocab import (AREAS, CONTRACTIONS, FILLER, FILLER_PHRASES, FRAMES, LEADS, NAMES, NON_DEFECTS,
+                                 OUT_OF_SCOPE, PHRASINGS)
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                 "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<|box_start|>", "<|box_end|>"]
@@ -25,7 +26,8 @@ SCORE_TOKENS = [f"s{i}" for i in range(SCORE_BINS)]
 CHAT_WORDS = ["system", "user", "assistant", "you", "are", "a", "helpful", "question", "none", "all", "count", "list"]
 
 # Keeps `<think>`-style and Qwen special strings out; splits punctuation off words.
-_PUNCT = r"[?.,!:;()]"
+PUNCTUATION = "?.,!:;()"
+_PUNCT = f"[{re.escape(PUNCTUATION)}]"
 MIN_MENDED_LEN = 5
 """Words shorter than this are never taken for typos (too many near neighbours)."""
 
@@ -78,11 +80,13 @@ def vocabulary(classes: tuple[str, ...], max_regions: int, max_count: int = 64) 
     for names in AREAS.values():
         for a in names:
             words.update(words_of(a))
-    for q in OUT_OF_SCOPE + FILLER_PHRASES + LEADS:
+    for q in OUT_OF_SCOPE + FILLER_PHRASES + LEADS + [f.format(q="") for f in FRAMES]:
         words.update(words_of(q))
+    for s, p in NON_DEFECTS:
+        words.update(words_of(f"{s} {p}"))
     for long in CONTRACTIONS.values():
         words.update(long.split())
-    words.update(list("?.,!:;()"))
+    words.update(PUNCTUATION)
     words.update(str(i) for i in range(max_count + 1))
     words.update(f"R{i + 1}" for i in range(max_regions))
     words.update(SCORE_TOKENS)

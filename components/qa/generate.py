@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from components.config import QAConfig
 from components.data.records import Box, Sample
 from components.qa.grammar import Answer, Detection, Reading, answer_for, render
-from components.qa.vocab import (AREAS, COUNT_WORDS, FILLER_PHRASES, LEADS, NAMES, OUT_OF_SCOPE, PHRASINGS,
+from components.qa.vocab import (AREAS, COUNT_WORDS, FILLER_PHRASES, FRAMES, LEADS, NAMES, NON_DEFECT_KINDS,
+                                 NON_DEFECTS, OUT_OF_SCOPE, PHRASINGS,
                                  reading_order)
 
 
@@ -71,12 +72,15 @@ def phrase(rng: random.Random, kind: str, cls: str = "", cls2: str = "", area: s
 
 
 def embellish(question: str, rng: random.Random) -> str:
-    """The question as people also type it: a lead ("hey,"), a filler phrase put in before its
-    last word or at its end ("... in this image ?"), lower case, no question mark; one or two of these."""
+    """The question as people also type it: a lead ("hey,") or a request around it ("can you tell
+    me ..."), a filler phrase put in before its last word or at its end ("... in this image ?"),
+    lower case, no question mark; one or two of these."""
     words = question.rstrip("?.!").split()
     end = question[len(question.rstrip("?.!")):]
-    for op in rng.sample(["lead", "filler", "lower", "bare"], rng.randint(1, 2)):
-        if op == "lead":
+    for op in rng.sample(["lead", "frame", "filler", "lower", "bare"], rng.randint(1, 2)):
+        if op == "frame":
+            words = rng.choice(FRAMES).format(q=" ".join([words[0].lower()] + words[1:])).split()
+        elif op == "lead":
             words = rng.choice(LEADS).split() + [words[0].lower()] + words[1:]
         elif op == "filler":
             at = rng.choice([len(words), len(words), max(1, len(words) - 1)])
@@ -131,8 +135,21 @@ def _plain_questions(boxes, classes, rng, per_kind, size, out_of_scope_share):
             out.append((kind, q, *answer_of(boxes, reading, size), reading))
         if rng.random() < out_of_scope_share:
             reading = Reading(off=True)
-            out.append(("out_of_scope", rng.choice(OUT_OF_SCOPE), *answer_of(boxes, reading, size), reading))
+            out.append(("out_of_scope", off_topic(rng), *answer_of(boxes, reading, size), reading))
     return out
+
+
+NON_DEFECT_SHARE = 0.5
+"""Share of out-of-scope training questions asked about NON_DEFECTS rather than everyday things."""
+
+
+def off_topic(rng: random.Random) -> str:
+    """A question not about defects: an everyday one, or half the time one about a thing on the
+    board that is no defect, in a defect question's frame ("Where are the resistors?")."""
+    if rng.random() >= NON_DEFECT_SHARE:
+        return rng.choice(OUT_OF_SCOPE)
+    s, p = rng.choice(NON_DEFECTS)
+    return rng.choice(PHRASINGS[rng.choice(NON_DEFECT_KINDS)]).format(s=s, p=p)
 
 
 def generate_qa(samples: list[Sample], cfg: QAConfig, classes: tuple[str, ...], size: tuple[int, int] = (640, 640)) -> list[QAPair]:

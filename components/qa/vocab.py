@@ -59,6 +59,26 @@ OUT_OF_SCOPE: list[str] = [
     "What is two plus two?", "Where is the cafeteria?", "When is the next shift?",
 ]
 
+# Things on or around a board that are not defects: out-of-scope questions ask about them in the
+# very frames of defect questions ("How many resistors?"), so that what decides "not about
+# defects" is what is asked about, never the frame around it.
+NON_DEFECTS: list[tuple[str, str]] = [
+    ("capacitor", "capacitors"), ("resistor", "resistors"), ("barcode", "barcodes"), ("label", "labels"),
+    ("screw", "screws"), ("connector", "connectors"), ("chip", "chips"), ("logo", "logos"),
+    ("fiducial mark", "fiducial marks"), ("led", "leds"), ("battery", "batteries"), ("fan", "fans"),
+]
+NON_DEFECT_KINDS = ("locate", "exists", "count_class")
+"""The defect-question kinds whose phrasings also ask about NON_DEFECTS."""
+
+# Requests people wrap around any question, in-scope or not ("can you tell me {q}").
+FRAMES: list[str] = ["I want to know {q}", "can you tell me {q}", "I need to know: {q}", "let me know {q}",
+                     "one more thing, {q}", "I am asking: {q}", "could you check this: {q}", "my question is {q}"]
+
+# Words that say what is asked (beside class and area names); never dropped in training (see
+# train/warmup.py, `word_dropout`): without them a question asks something else.
+DEFECT_WORDS: tuple[str, ...] = ("defect", "defects", "fault", "faults", "flaw", "flaws", "problem", "problems",
+                                 "wrong", "all", "every", "each", "total", "free", "not", "no")
+
 # Words and phrases people put around a question; the generator sprinkles them in (`generate.
 # embellish`) so that no kind of question is told by its filler words ("in", "what is").
 FILLER_PHRASES: list[str] = ["please", "on this board", "of the pcb", "in this image", "in this picture", "for me",

@@ -23,8 +23,9 @@ from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
 from components.config import TrainConfig
-from components.model.tokenizer import SCORE_TOKENS
+from components.model.tokenizer import PUNCTUATION, SCORE_TOKENS, words_of
 from components.qa.grammar import ASK
+from components.qa.vocab import AREAS, COUNT_WORDS, DEFECT_WORDS, NAMES, NON_DEFECTS
 from components.train.sft import decision_mask
 
 
@@ -36,10 +37,29 @@ def text_only(rows: list[dict]) -> list[dict]:
     return [{"prompt": strip(r["prompt"]), "completion": r["completion"]} for r in rows]
 
 
-def encode(processor, rows: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(input_ids, labels) per row; labels keep only the decided tokens (see sft.decision_mask)."""
+def key_words(classes: tuple[str, ...]) -> set[str]:
+    """The question words that say what is asked: class, thing and area names, count and defect
+    words. Word dropout never touches them."""
+    names = [w for pairs in NAMES.values() for pair in pairs for w in pair] + [w for pair in NON_DEFECTS for w in pair]
+    areas = [a for v in AREAS.values() for a in v]
+    words = {w for text in [*classes, *names, *areas, *COUNT_WORDS, *DEFECT_WORDS] for w in words_of(text.replace("-", " "))}
+    return words | set(PUNCTUATION)
+
+
+def _question_span(tok, r: dict, p_ids: list[int]) -> range:
+    """Positions of the question's words in the prompt ids (after the "question :" that opens them)."""
+    text = next(c["text"] for c in r["prompt"][-1]["content"] if c["type"] == "text")
+    q_ids = tok(text, add_special_tokens=False)["input_ids"]
+    start = max(i for i in range(len(p_ids) - len(q_ids) + 1) if p_ids[i:i + len(q_ids)] == q_ids)
+    return range(start + 2, start + len(q_ids))
+
+
+def encode(processor, rows: list[dict], classes: tuple[str, ...] = ()) -> list[tuple[torch.Tensor, ...]]:
+    """(input_ids, labels, droppable) per row; labels keep only the decided tokens (see
+    sft.decision_mask); droppable marks the question's words that are not key_words."""
     tok = processor.tokenizer
     ask, scores = tok.convert_tokens_to_ids(ASK), tok.convert_tokens_to_ids(SCORE_TOKENS)
+    keys = set(tok.convert_tokens_to_ids(sorted(key_words(classes)))) | {tok.unk_token_id}
     out = []
     for r in rows:
         prompt = processor.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False)
@@ -49,14 +69,25 @@ def encode(processor, rows: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor
         labels = ids.clone()
         labels[: len(p_ids)] = -100
         keep = decision_mask(labels[None], ask, scores)[0]
-        out.append((ids, labels.masked_fill(~keep, -100)))
+        droppable = torch.zeros_like(ids, dtype=torch.bool)
+        for i in _question_span(tok, r, p_ids):
+            droppable[i] = p_ids[i] not in keys
+        out.append((ids, labels.masked_fill(~keep, -100), droppable))
     return out
 
 
-def _batch(items: list[tuple[torch.Tensor, torch.Tensor]], pad_id: int) -> dict:
-    ids = pad_sequence([i for i, _ in items], batch_first=True, padding_value=pad_id)
-    labels = pad_sequence([lab for _, lab in items], batch_first=True, padding_value=-100)
-    mask = pad_sequence([torch.ones_like(i) for i, _ in items], batch_first=True, padding_value=0)
+def word_dropout(ids: torch.Tensor, droppable: torch.Tensor, p: float, unk_id: int,
+                 gen: torch.Generator) -> torch.Tensor:
+    """ids with each droppable word made [UNK] at chance p: words the model has never seen then
+    read as what they are, words that do not change what is asked."""
+    hit = droppable & (torch.rand(ids.shape, generator=gen) < p)
+    return ids.masked_fill(hit, unk_id)
+
+
+def _batch(items: list[tuple[torch.Tensor, ...]], pad_id: int) -> dict:
+    ids = pad_sequence([i for i, *_ in items], batch_first=True, padding_value=pad_id)
+    labels = pad_sequence([lab for _, lab, *_ in items], batch_first=True, padding_value=-100)
+    mask = pad_sequence([torch.ones_like(i) for i, *_ in items], batch_first=True, padding_value=0)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
@@ -64,17 +95,19 @@ def train_warmup(vlm, rows: list[dict], cfg: TrainConfig,
                  on_log: Callable[[int, dict], None] | None = None) -> dict:
     """Train the language model of vlm in place on text-only rows for cfg.warmup_steps."""
     model = vlm.model
-    data = encode(vlm.processor, text_only(rows))
+    data = encode(vlm.processor, text_only(rows), vlm.meta.classes)
     params = [p for n, p in model.named_parameters() if "visual" not in n]
     opt = torch.optim.AdamW(params, lr=cfg.warmup_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.warmup_lr, total_steps=cfg.warmup_steps,
                                                 pct_start=0.05)
-    rng = random.Random(cfg.seed)
-    pad = vlm.processor.tokenizer.pad_token_id
+    rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    tok = vlm.processor.tokenizer
     model.train()
     start, losses = time.time(), []
     for step in (bar := tqdm(range(1, cfg.warmup_steps + 1), desc="language warm-up", unit="step")):
-        loss = model(**_batch(rng.sample(data, min(cfg.warmup_batch, len(data))), pad)).loss
+        picked = [(word_dropout(ids, drop, cfg.warmup_word_dropout, tok.unk_token_id, gen), labels, drop)
+                  for ids, labels, drop in rng.sample(data, min(cfg.warmup_batch, len(data)))]
+        loss = model(**_batch(picked, tok.pad_token_id)).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -7,12 +7,13 @@ from components.data.records import Box
 from components.evaluation.questions import KINDS, all_wordings, suite
 from components.model.tokenizer import normalize, vocabulary
 from components.qa.generate import questions_for
-from components.qa.vocab import AREAS, NAMES, OUT_OF_SCOPE, PHRASINGS
+from components.qa.vocab import AREAS, FRAMES, NAMES, NON_DEFECTS, OUT_OF_SCOPE, PHRASINGS
 
 
 def _generator_wordings() -> set[str]:
-    """Every question the QA generator can write (its phrasings filled in every possible way)."""
-    names = [p for pairs in NAMES.values() for p in pairs]
+    """Every question the QA generator can write (its phrasings filled in every possible way, bare
+    and inside every request frame)."""
+    names = [p for pairs in NAMES.values() for p in pairs] + NON_DEFECTS
     plurals = [p for _, p in names]
     areas = [a for v in AREAS.values() for a in v]
     out = set(OUT_OF_SCOPE)
@@ -22,7 +23,7 @@ def _generator_wordings() -> set[str]:
                                                    plurals if "{p2}" in frame else [""],
                                                    areas if "{a}" in frame else [""]):
                 out.add(frame.format(s=s, p=p, p2=p2, a=a))
-    return out
+    return out | {f.format(q=q[0].lower() + q[1:]) for f in FRAMES for q in out}
 
 
 def _key(q: str) -> str:

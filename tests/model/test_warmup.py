@@ -4,7 +4,7 @@ import torch
 
 from components.qa.grammar import ASK
 from components.train.stages import new_model
-from components.train.warmup import encode, text_only, train_warmup
+from components.train.warmup import encode, text_only, train_warmup, word_dropout
 from tests.conftest import tiny_cfg
 
 ROW = {
@@ -24,11 +24,23 @@ def test_rows_lose_the_picture_and_keep_the_text():
 
 def test_loss_covers_the_reading_and_decisions_only(tmp_path):
     vlm = new_model(tiny_cfg(tmp_path))
-    (ids, labels), = encode(vlm.processor, text_only([ROW]))
+    (ids, labels, _), = encode(vlm.processor, text_only([ROW]))
     tok = vlm.processor.tokenizer
     kept = tok.convert_ids_to_tokens(labels[labels != -100].tolist())
     assert kept == ["spur", "[-]", "list", "any", "[YES]", "[NO]"]
     assert tok.convert_tokens_to_ids(ASK) in ids.tolist()
+
+
+def test_word_dropout_hides_only_words_that_do_not_say_what_is_asked(tmp_path):
+    vlm = new_model(tiny_cfg(tmp_path))
+    row = {**ROW, "prompt": [{"role": "user", "content": [
+        {"type": "text", "text": "question : hey can you tell me how many spurs are in the top left ?"}]}]}
+    (ids, _, droppable), = encode(vlm.processor, [row], tuple(vlm.meta.classes))
+    tok = vlm.processor.tokenizer
+    assert tok.convert_ids_to_tokens(ids[droppable].tolist()) == ["hey", "can", "you", "tell", "me", "are", "in"]
+    dropped = word_dropout(ids, droppable, 1.0, tok.unk_token_id, torch.Generator().manual_seed(0))
+    assert (dropped[droppable] == tok.unk_token_id).all() and torch.equal(dropped[~droppable], ids[~droppable])
+    assert torch.equal(word_dropout(ids, droppable, 0.0, tok.unk_token_id, torch.Generator()), ids)
 
 
 def test_warmup_trains_the_language_model_not_the_vision_tower(tmp_path):
