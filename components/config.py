@@ -36,6 +36,11 @@ class PathsConfig:
         return self.root / "data"
 
     @property
+    def incoming_dir(self) -> Path:
+        """Where each month's drop arrives, one sub-folder per month (`incoming/2026-03/`)."""
+        return self.root / "incoming"
+
+    @property
     def runs_dir(self) -> Path:
         return self.root / "runs"
 
@@ -248,8 +253,20 @@ class GateConfig:
     """Share of questions answered "none found" while the asked class / area has a defect."""
     min_question_read_accuracy: float = 0.97
     """Share of questions whose reading (classes or all, count or list, area, out of scope) is right."""
-    regression_tolerance: float = 0.0
-    """A candidate may be at most this much worse than the champion on any gated metric."""
+    primary_metric: str = "f1_iou33"
+    """The figure a candidate must improve or hold against the champion (same boards) to win."""
+    champion_margins: dict[str, float] = field(default_factory=lambda: dict(
+        f1_iou33=0.01, center_rmse_px=0.5, hallucination_rate=0.01, count_exact=0.03, template_false_alarm=0.01,
+        answer_f1_locate=0.02, answer_f1_exists=0.02, answer_f1_count_class=0.02, answer_f1_spatial=0.02,
+        count_exact_count_class=0.03, false_none_rate=0.01, question_read_accuracy=0.02))
+    """Non-inferiority margin per figure, in its units: how much worse than the champion's, at the
+    pessimistic end of the paired interval, a candidate may be (registry/gate.py). Set per key
+    from the CLI: --set gate.champion_margins=count_exact:0.02."""
+    bootstrap_draws: int = 2000
+    """Resamples of the shared boards for the paired intervals."""
+    bootstrap_level: float = 0.9
+    """Two-sided level of the paired intervals (0.9: each end is a 5 % one-sided bound)."""
+    bootstrap_seed: int = 0
 
 
 @dataclass
@@ -311,6 +328,14 @@ def _coerce(current: Any, raw: Any, where: str) -> Any:
         if str(raw).lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"{where}: expected true/false, got {raw!r}")
+    if isinstance(current, dict):
+        # Merged over the defaults, so setting one key keeps the others; "a:1,b:2" from the CLI.
+        if isinstance(raw, str):
+            raw = dict(item.split(":", 1) for item in raw.split(",") if item.strip())
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: expected a mapping, got {raw!r}")
+        kind = type(next(iter(current.values()), ""))
+        return {**current, **{str(k).strip(): _coerce(kind(), v, f"{where}.{k}") for k, v in raw.items()}}
     if isinstance(current, tuple):
         if isinstance(raw, str):
             raw = [s.strip() for s in raw.split(",") if s.strip()]

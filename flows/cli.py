@@ -58,6 +58,7 @@ def retrain(
     drop: Annotated[Optional[Path], typer.Option(help="Folder of this month's drop (DeepPCB, Pascal VOC or COCO layout).")] = None,
     month: Annotated[Optional[str], typer.Option(help="Month label of the drop, YYYY-MM.")] = None,
     bundled_month: Annotated[Optional[str], typer.Option(help="Replay a month of the bundled DeepPCB data (2026-01, 2026-02, 2026-03).")] = None,
+    force: Annotated[bool, typer.Option(help="Train the month again even if a version is registered for it.")] = False,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
     """Run the monthly retraining flow: validate, version, train (SFT, DPO), quantize, evaluate, gate, register."""
@@ -71,11 +72,15 @@ def retrain(
         _fail("give --drop DIR --month YYYY-MM, or --bundled-month YYYY-MM")
     from flows.monthly_retrain import monthly_retrain
 
-    summary = monthly_retrain(str(drop), month, list(set_ or []), str(params))
+    summary = monthly_retrain(str(drop), month, list(set_ or []), str(params), force)
     _print_summary(summary, cfg)
 
 
 def _print_summary(summary: dict, cfg) -> None:
+    if summary["status"] != "trained":
+        version = f" (version {summary['model_version']})" if summary.get("model_version") else ""
+        typer.echo(f"{summary['month']}: {summary['status']}{version}; nothing trained.")
+        return
     names = list(summary["metrics"])
     from components.evaluation.questions import FIGURES
 
@@ -94,6 +99,22 @@ def _print_summary(summary: dict, cfg) -> None:
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+@app.command()
+def deploy(
+    pool: Annotated[str, typer.Option(help="Prefect work pool (type process) whose worker runs the flow.")] = "defectqa",
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "monthly",
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+):
+    """Register the monthly deployment (02:00 UTC on the 1st, one run at a time) on a Prefect server."""
+    from flows.deploy import CRON, TIMEZONE, deploy as run
+
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail("PREFECT_API_URL is not set: a deployment lives on a Prefect server (make stack-up prints it)")
+    deployment_id = run(pool, name, str(params), list(set_ or []))
+    typer.echo(f"deployment monthly_retrain/{name} ({deployment_id}) on pool {pool!r}: cron {CRON!r} {TIMEZONE}, "
+               "concurrency 1; drops go to <workdir>/incoming/<YYYY-MM>/")
 
 
 @app.command()

@@ -42,7 +42,8 @@ def _train(cfg: Config, splits: dict, run_dir: str, version: str, run_id: str) -
     return figures
 
 
-def _evaluate(cfg: Config, splits: dict, run_dir: str, run_id: str, version: str) -> tuple[dict, dict | None]:
+def _evaluate(cfg: Config, splits: dict, run_dir: str, run_id: str, version: str) -> tuple[dict, str | None]:
+    """Metrics per evaluated model, and the champion's evaluation folder (None: no champion)."""
     run = Path(run_dir)
     results = {
         # The gate judges the int8 model; fp32 is shown beside it, describe-all only (time).
@@ -59,17 +60,54 @@ def _evaluate(cfg: Config, splits: dict, run_dir: str, run_id: str, version: str
         tracking.log_metrics(cfg, run_id, m, stage=f"eval_{name.split()[0]}")
     tracking.log_artifacts(cfg, run_id, run / "eval", "evaluation")
     registry.metrics_table(results)
-    return results, (results[f"champion v{champ['version']}"] if champ else None)
+    return results, (str(run / "eval" / "champion") if champ else None)
 
 
-@flow(name="monthly_retrain", log_prints=True)
-def monthly_retrain(drop_dir: str, month: str, overrides: list[str] | None = None, params_file: str = "params.yaml") -> dict:
-    """Retrain on everything accepted so far, after validating this month's drop."""
+def run_month(month: str = "") -> str:
+    """The month a run retrains: the one given, else the month of its scheduled start (a
+    scheduled run on 2026-03-01 02:00 retrains 2026-03; a manual run, the current month)."""
+    from prefect.runtime import flow_run
+
+    return month or flow_run.scheduled_start_time.strftime("%Y-%m")
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"retrain-{run_month(flow_run.parameters.get('month', ''))}"
+
+
+@flow(name="monthly_retrain", flow_run_name=_run_name, log_prints=True)
+def monthly_retrain(drop_dir: str = "", month: str = "", overrides: list[str] | None = None,
+                    params_file: str = "params.yaml", force: bool = False) -> dict:
+    """Retrain on everything accepted so far, after validating this month's drop.
+
+    drop_dir empty: `<workdir>/incoming/<month>`; a missing or empty drop finishes plainly with
+    nothing trained; a month already registered is not trained again unless force."""
     from components import config as config_mod
 
     cfg = config_mod.load(params_file, overrides)
-    log = get_run_logger()
+    month = run_month(month)
+    drop = Path(drop_dir) if drop_dir else cfg.paths.incoming_dir / month
+    if not drop.is_dir() or not any(p.is_file() for p in drop.rglob("*")):
+        print(f"no drop for {month} (nothing at {drop}); nothing trained")
+        return {"month": month, "status": "no drop", "drop_dir": str(drop)}
+    done = None if force else registry.version_of_month(cfg, month)
+    if done is not None:
+        print(f"{month} was already trained and registered as version {done}; nothing trained (force=True retrains)")
+        return {"month": month, "status": "already trained", "model_version": done}
     run_id = registry.start_run(cfg, month)
+    try:
+        summary = _retrain(cfg, str(drop), month, run_id)
+    except BaseException as exc:
+        registry.fail_run(cfg, run_id, exc)
+        raise
+    tracking.end_run(cfg, run_id)
+    return summary
+
+
+def _retrain(cfg: Config, drop_dir: str, month: str, run_id: str) -> dict:
+    log = get_run_logger()
     ingested = data.ingest(drop_dir, month, cfg)
     checked = data.validate(month, cfg)
     version = checked["dataset_version"]
@@ -83,17 +121,16 @@ def monthly_retrain(drop_dir: str, month: str, overrides: list[str] | None = Non
         raise ValueError(f"need boards in both train and eval splits, got { {k: len(v) for k, v in splits.items()} }")
     run_dir = str(cfg.paths.runs_dir / train.run_key(cfg, version))
     figures = _train(cfg, splits, run_dir, version, run_id)
-    results, champion_metrics = _evaluate(cfg, splits, run_dir, run_id, version)
-    verdict = registry.judge(results[GATED_MODEL], cfg, champion_metrics)
-    model_version = registry.register(cfg, run_id, str(Path(run_dir) / "int8" / "model"), results[GATED_MODEL], version)
+    results, champion_eval = _evaluate(cfg, splits, run_dir, run_id, version)
+    verdict = registry.judge(results[GATED_MODEL], cfg, str(Path(run_dir) / "eval" / GATED_MODEL), champion_eval)
+    model_version = registry.register(cfg, run_id, str(Path(run_dir) / "int8" / "model"), results[GATED_MODEL],
+                                      version, month)
     promoted = registry.promote_if_passed(cfg, model_version, verdict["verdict"])
     tracking.set_tags(cfg, run_id, {"model_version": model_version, "gate.passed": str(verdict["passed"]).lower()})
-    tracking.end_run(cfg, run_id)
-    summary = {"month": month, "dataset_version": version, "model_version": model_version, "promoted": promoted,
-               "gate_passed": verdict["passed"], "gate": verdict["summary"], "metrics": results,
-               "mlflow_run_id": run_id, "run_dir": run_dir, "figures": figures}
     print(verdict["markdown"])
-    return summary
+    return {"month": month, "status": "trained", "dataset_version": version, "model_version": model_version,
+            "promoted": promoted, "gate_passed": verdict["passed"], "gate": verdict["summary"], "metrics": results,
+            "mlflow_run_id": run_id, "run_dir": run_dir, "figures": figures}
 
 
 def _log_json(cfg: Config, run_id: str, name: str, payload: dict) -> None:

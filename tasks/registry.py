@@ -19,17 +19,25 @@ def current_champion(cfg: Config) -> dict | None:
 
 
 @task(name="gate", cache_policy=NO_CACHE)
-def judge(metrics: dict, cfg: Config, champion_metrics: dict | None) -> dict:
-    """The gate verdict as a dict, published as Prefect artifacts."""
-    verdict = gate.judge(metrics, cfg.gate, champion_metrics)
+def judge(metrics: dict, cfg: Config, candidate_eval: str, champion_eval: str | None) -> dict:
+    """The gate verdict as a dict, published as Prefect artifacts; with a champion, the paired
+    comparison of the two evaluation folders' per-board sums (same boards)."""
+    comparison = None if champion_eval is None else gate.compare(candidate_eval, champion_eval, cfg.gate)
+    verdict = gate.judge(metrics, cfg.gate, comparison)
     create_markdown_artifact(key="gate-verdict", markdown=f"## Gate: {'PASS' if verdict.passed else 'FAIL'}\n\n"
                              f"{verdict.markdown()}\n\n{verdict.summary()}", description="metric gate verdict")
     return {"passed": verdict.passed, "summary": verdict.summary(), "markdown": verdict.markdown(), "verdict": verdict}
 
 
 @task(name="register", **_REG)
-def register(cfg: Config, run_id: str, model_dir: str, metrics: dict, dataset_version: str) -> str:
-    return registry.register_candidate(cfg, run_id, model_dir, metrics, dataset_version)
+def register(cfg: Config, run_id: str, model_dir: str, metrics: dict, dataset_version: str, month: str) -> str:
+    return registry.register_candidate(cfg, run_id, model_dir, metrics, dataset_version, month)
+
+
+@task(name="month-registered", **_REG)
+def version_of_month(cfg: Config, month: str) -> str | None:
+    """The version already registered for month, or None."""
+    return registry.version_of_month(cfg, month)
 
 
 @task(name="promote-if-passed", **_REG)
@@ -51,7 +59,21 @@ def metrics_table(rows: dict[str, dict]) -> None:
 
 @task(name="mlflow-run", **_REG)
 def start_run(cfg: Config, month: str) -> str:
+    """A new MLflow run for month, after closing the month's runs whose process died (KILLED)."""
+    from prefect.runtime import flow_run
+
     tracking.setup(cfg)
-    run_id = tracking.start_run(cfg, f"retrain-{month}", tags={"month": month})
+    tracking.close_dead_runs(cfg, month)
+    run_id = tracking.start_run(cfg, f"retrain-{month}", tags={"month": month, **tracking.owner_tags(),
+                                                               "prefect.flow_run_id": str(flow_run.id or "")})
     tracking.log_params(cfg, run_id)
     return run_id
+
+
+def fail_run(cfg: Config, run_id: str, exc: BaseException) -> None:
+    """Close the run as FAILED (KILLED when interrupted) with the reason as a tag; never raises,
+    since the tracking server may be what failed (the run is then closed by the next run)."""
+    try:
+        tracking.fail_run(cfg, run_id, exc)
+    except Exception as err:  # noqa: BLE001 - report, and let the original error fail the flow
+        print(f"could not close MLflow run {run_id}: {err}")

@@ -109,12 +109,12 @@ def center_rmse(tests: list[ImageResult], iou: float) -> float:
     for r in tests:
         dets, gts = r.answer.detections, r.gt
         for i, j in match(dets, gts, iou):
-            (px, py), (gx, gy) = _center(dets[i]), gts[j].center
+            (px, py), (gx, gy) = exact_center(dets[i]), gts[j].center
             sq.append((px - gx) ** 2 + (py - gy) ** 2)
     return math.sqrt(sum(sq) / len(sq)) if sq else math.nan
 
 
-def _center(d: Detection) -> tuple[float, float]:
+def exact_center(d: Detection) -> tuple[float, float]:
     # Unrounded, unlike Detection.center, so a perfect box gives exactly 0.
     return ((d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2)
 

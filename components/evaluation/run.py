@@ -8,6 +8,7 @@ from pathlib import Path
 
 from components.config import Config
 from components.data.records import Sample, read_deeppcb
+from components.evaluation import paired
 from components.evaluation.evaluate import evaluate
 from components.evaluation.export import QUESTIONS, write_export, write_questions
 from components.evaluation.metrics import headline
@@ -18,8 +19,9 @@ from components.model.blur_check import BlurChecked, load_inspector
 def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir: Path, name: str,
                    quantize: bool | None = None, export: Path | None = None, templates_as_input: bool = True,
                    robustness: bool = False, blur_check: bool | None = None) -> dict:
-    """Metrics of one model on samples; report.html, metrics.json and the question suite's
-    answers (questions.jsonl) go to out_dir; with export, also DeepPCB result files and
+    """Metrics of one model on samples; report.html, metrics.json, the question suite's
+    answers (questions.jsonl) and the per-board sums a paired comparison needs (boards.json)
+    go to out_dir; with export, also DeepPCB result files and
     questions.jsonl there.
 
     templates_as_input=False: no-template mode (the model sees each board alone);
@@ -38,6 +40,7 @@ def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir:
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe))
     write_report(metrics, results, out_dir / "report.html", cfg.eval, title=f"defectqa evaluation: {name}")
     write_questions(asked, out_dir / QUESTIONS)
+    paired.save(paired.board_stats(results, asked, cfg.eval.iou), out_dir / paired.BOARDS)
     if export is not None:
         write_export(results, export)
         write_questions(asked, export / QUESTIONS)

@@ -1,15 +1,21 @@
-"""The promotion gate: absolute thresholds plus "no worse than the champion".
+"""The promotion gate: absolute thresholds plus a paired comparison with the champion.
 
-`judge` never loosens a threshold: a missing or non-finite metric fails its
-check, and the champion comparison only ever adds checks.
+`judge` never loosens a threshold: a missing or non-finite metric fails its check, and the
+champion comparison only ever adds checks. The comparison (evaluation/paired.py) is made on the
+same boards: per figure, candidate - champion with a bootstrap interval; the pessimistic end of
+the interval must stay within the figure's non-inferiority margin, and the primary figure must
+improve or hold. ECE, latency and parse failures are judged on their absolute limits only
+(binned, timed at different moments, or near zero by construction).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 from components.config import GateConfig
+from components.evaluation import paired
 
 # (metric, GateConfig field, op). Strict ops: the threshold itself fails.
 RULES: tuple[tuple[str, str, str], ...] = (
@@ -31,6 +37,11 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("question_read_accuracy", "min_question_read_accuracy", ">"),
 )
 GATED: tuple[str, ...] = tuple(r[0] for r in RULES)
+PAIRED: tuple[str, ...] = tuple(m for m in GATED if m not in ("latency_p95_s", "ece", "parse_failure_rate"))
+"""The gated figures compared with the champion's on the same boards."""
+HIGHER_IS_BETTER: dict[str, bool] = {m: op == ">" for m, _, op in RULES}
+Comparison = dict[str, tuple[float, float, float]]
+"""metric -> (candidate - champion, interval low, interval high): paired.bootstrap's result."""
 
 
 class Check(NamedTuple):
@@ -44,19 +55,21 @@ class Check(NamedTuple):
     op: str
     passed: bool
     margin: float
+    detail: str = ""
+    """For a champion check: the difference and its interval."""
 
     @property
     def against_champion(self) -> bool:
         return self.op in ("<=", ">=")
 
 
-def _check(metric: str, value, threshold: float, op: str) -> Check:
+def _check(metric: str, value, threshold: float, op: str, detail: str = "") -> Check:
     v = float(value) if isinstance(value, (int, float)) else math.nan
     if math.isnan(v) or math.isinf(v):
-        return Check(metric, v, threshold, op, False, math.nan)
+        return Check(metric, v, threshold, op, False, math.nan, detail)
     margin = threshold - v if op in ("<", "<=") else v - threshold
     passed = margin > 0 if op in ("<", ">") else margin >= 0
-    return Check(metric, v, threshold, op, passed, margin)
+    return Check(metric, v, threshold, op, passed, margin, detail)
 
 
 @dataclass
@@ -82,11 +95,10 @@ class Verdict:
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
     def markdown(self) -> str:
-        rows = ["| metric | value | rule | margin | result |", "|---|---|---|---|---|"]
+        rows = ["| metric | value | rule | margin | result | vs champion |", "|---|---|---|---|---|---|"]
         for c in self.checks:
-            rule = f"{c.op} {'champion ' if c.against_champion else ''}{_fmt(c.threshold)}"
-            rows.append(f"| {c.metric} | {_fmt(c.value)} | {rule} | {_fmt(c.margin)} | "
-                        f"{'pass' if c.passed else '**FAIL**'} |")
+            rows.append(f"| {c.metric} | {_fmt(c.value)} | {c.op} {_fmt(c.threshold)} | {_fmt(c.margin)} | "
+                        f"{'pass' if c.passed else '**FAIL**'} | {c.detail} |")
         verdict = "**PASSED**" if self.passed else "**FAILED**"
         return "\n".join([f"Gate verdict: {verdict}", ""] + rows + [f"\n_{n}_" for n in self.notes])
 
@@ -102,33 +114,47 @@ def _describe(c: Check) -> str:
     if math.isnan(c.margin):
         return f"{c.metric}: missing or not a finite number (needs {c.op} {_fmt(c.threshold)})"
     word = "over" if c.op in ("<", "<=") else "under"
-    target = f"champion's {_fmt(c.threshold)} (incl. tolerance)" if c.against_champion else _fmt(c.threshold)
-    return f"{c.metric} = {_fmt(c.value)} is not {c.op} {target}: {word} by {_fmt(abs(c.margin))}"
+    what = f"{c.metric} = {_fmt(c.value)} is not {c.op} {_fmt(c.threshold)}: {word} by {_fmt(abs(c.margin))}"
+    return f"{what} ({c.detail})" if c.detail else what
 
 
-def _champion_checks(metrics: dict, gate: GateConfig, champion: dict) -> tuple[list[Check], list[str]]:
+def _champion_checks(gate: GateConfig, comparison: Comparison) -> tuple[list[Check], list[str]]:
+    """Non-inferiority per paired figure (its interval's worse end within the margin), then
+    the primary figure's difference must be an improvement or zero."""
     checks, notes = [], []
-    tol = gate.regression_tolerance  # absolute, in the metric's units; negative = must improve
-    for metric, _, op in RULES:
-        ref = champion.get(metric)
-        if not isinstance(ref, (int, float)) or not math.isfinite(ref):
-            notes.append(f"champion has no {metric}; that comparison was skipped")
+    for metric in PAIRED:
+        diff, lo, hi = comparison.get(metric, (math.nan,) * 3)
+        if not math.isfinite(diff):
+            notes.append(f"no paired {metric} (not measured on both models); that comparison was skipped")
             continue
-        # "Worse" is higher for `<` metrics and lower for `>` metrics.
-        bound, cmp = (ref + tol, "<=") if op == "<" else (ref - tol, ">=")
-        checks.append(_check(metric, metrics.get(metric), bound, cmp))
+        margin = gate.champion_margins.get(metric, 0.0)
+        detail = f"candidate - champion {diff:+.4g}, {gate.bootstrap_level:.0%} interval [{lo:+.4g}, {hi:+.4g}]"
+        if HIGHER_IS_BETTER[metric]:
+            checks.append(_check(metric, lo, -margin, ">=", detail))
+        else:
+            checks.append(_check(metric, hi, margin, "<=", detail))
+    diff, lo, hi = comparison.get(gate.primary_metric, (math.nan,) * 3)
+    gain = diff if HIGHER_IS_BETTER.get(gate.primary_metric, True) else -diff
+    checks.append(_check(f"{gate.primary_metric} (primary) gain", gain, 0.0, ">=",
+                         "the primary figure must improve or hold"))
     return checks, notes
 
 
-def judge(metrics: dict, gate: GateConfig, champion_metrics: dict | None = None) -> Verdict:
-    """Apply the gate. Pass `champion_metrics` only when they were measured on
-    the SAME evaluation data as `metrics` (e.g. re-evaluate the champion);
-    with None the candidate is judged on the absolute thresholds alone."""
+def compare(candidate_eval: str, champion_eval: str, gate: GateConfig) -> Comparison:
+    """The paired comparison of two evaluation folders (their per-board sums, same boards)."""
+    return paired.bootstrap(paired.load(Path(candidate_eval) / paired.BOARDS), paired.load(Path(champion_eval) / paired.BOARDS),
+                            list(PAIRED), gate.bootstrap_draws, gate.bootstrap_seed, gate.bootstrap_level)
+
+
+def judge(metrics: dict, gate: GateConfig, comparison: Comparison | None = None) -> Verdict:
+    """Apply the gate. `comparison`: paired.bootstrap of this candidate against the champion
+    on the same boards; with None the candidate is judged on the absolute thresholds alone."""
     checks = [_check(m, metrics.get(m), getattr(gate, f), op) for m, f, op in RULES]
     notes: list[str] = []
-    if champion_metrics:
-        more, notes = _champion_checks(metrics, gate, champion_metrics)
+    if comparison:
+        more, notes = _champion_checks(gate, comparison)
         checks += more
+        notes.append("latency, ECE and parse failures: absolute limits only (not compared with the champion)")
     else:
-        notes.append("no champion metrics given: absolute thresholds only")
+        notes.append("no champion comparison: absolute thresholds only")
     return Verdict(all(c.passed for c in checks), checks, notes)

@@ -169,14 +169,22 @@ def log_pyfunc(cfg: Config, run_id: str, model_dir: str | Path):
         )
 
 
+def version_of_month(cfg: Config, month: str) -> str | None:
+    """The latest version registered for month (tag `month`), or None."""
+    if _model(cfg) is None:
+        return None
+    found = [v for v in _versions(cfg) if v.tags.get("month") == month]
+    return str(found[-1].version) if found else None
+
+
 def register_candidate(cfg: Config, run_id: str, model_dir: str | Path, metrics: dict,
-                       dataset_version: str) -> str:
+                       dataset_version: str, month: str = "") -> str:
     """Log, register and mark as `challenger`; returns the new version."""
     if not Path(model_dir).is_dir():
         raise FileNotFoundError(f"model folder {model_dir} does not exist")
     info = log_pyfunc(cfg, run_id, model_dir)
     clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-    tags = {"metrics": json.dumps(clean), "dataset_version": str(dataset_version), "run_id": run_id,
+    tags = {"metrics": json.dumps(clean), "dataset_version": str(dataset_version), "run_id": run_id, "month": month,
             **{f"metric.{k}": repr(v) for k, v in clean.items()}}
     mv = mlflow.register_model(info.model_uri, cfg.registered_model, tags=tags)  # setup() set the registry URI
     _client(cfg).set_registered_model_alias(cfg.registered_model, CHALLENGER, str(mv.version))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -118,3 +119,42 @@ def log_artifacts(cfg: Config, run_id: str, path: str | Path, artifact_path: str
 def set_tags(cfg: Config, run_id: str, tags: dict) -> None:
     for k, v in tags.items():
         client(cfg).set_tag(run_id, k, str(v))
+
+
+def owner_tags() -> dict[str, str]:
+    """Who runs a run: host and process id, so a later run can tell a killed one from a live one."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_dead_runs(cfg: Config, month: str) -> list[str]:
+    """Mark KILLED the month's runs still RUNNING whose process (on this host) is gone: a
+    SIGKILL leaves no chance to close them. Runs of other hosts are left alone."""
+    c, closed = client(cfg), []
+    exp = c.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return closed
+    for run in c.search_runs([exp.experiment_id], f"tags.month = '{month}' and attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        if tags.get("host") == socket.gethostname() and tags.get("pid", "").isdigit() and not _alive(int(tags["pid"])):
+            c.set_tag(run.info.run_id, "failure.reason",
+                      f"process {tags['pid']} on {tags['host']} ended without closing this run (killed)")
+            c.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    return closed
+
+
+def fail_run(cfg: Config, run_id: str, exc: BaseException) -> None:
+    """FAILED (KILLED for an interrupt) with the reason as tag `failure.reason`."""
+    killed = isinstance(exc, (KeyboardInterrupt, SystemExit))
+    client(cfg).set_tag(run_id, "failure.reason", f"{type(exc).__name__}: {exc}"[:5000])
+    end_run(cfg, run_id, "KILLED" if killed else "FAILED")

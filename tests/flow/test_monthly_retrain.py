@@ -94,3 +94,58 @@ def test_failed_gate_leaves_champion_untouched_and_second_month_versions_data(re
     assert second["model_version"] == "2" and not second["promoted"]
     assert registry.champion(cfg) == "1"
     assert any(name.startswith("champion") for name in second["metrics"])
+    # The verdict compared the two on the same boards, figure by figure.
+    from components.registry.gate import PAIRED
+
+    assert f"and {len(PAIRED) + 1} champion checks" in second["gate"]
+
+
+def test_a_month_is_trained_once_and_a_missing_drop_trains_nothing(replay, tmp_path):
+    from components.registry import registry
+    from flows.monthly_retrain import monthly_retrain
+
+    work, overrides, first = replay
+    cfg = _cfg(overrides)
+    n = len(registry.list_versions(cfg))
+    again = monthly_retrain(str(work / "d1"), "2026-01", overrides, "")
+    assert again == {"month": "2026-01", "status": "already trained", "model_version": "1"}
+    empty = tmp_path / "2026-07"
+    empty.mkdir()
+    assert monthly_retrain(str(empty), "2026-07", overrides, "")["status"] == "no drop"
+    # No drop folder given: <workdir>/incoming/<month>/, absent here.
+    none = monthly_retrain("", "2026-08", overrides, "")
+    assert none["status"] == "no drop" and none["drop_dir"].endswith("incoming/2026-08")
+    assert len(registry.list_versions(cfg)) == n
+
+
+def test_a_failed_run_is_closed_failed_with_its_reason(replay, tmp_path):
+    from components.registry import tracking
+    from flows.monthly_retrain import monthly_retrain
+
+    work, overrides, _ = replay
+    cfg = _cfg(overrides)
+    bad = tmp_path / "bad" / "group1" / "1"
+    bad.mkdir(parents=True)
+    (bad / "readme.txt").write_text("not a drop")
+    with pytest.raises(Exception) as err:
+        monthly_retrain(str(tmp_path / "bad"), "2026-09", overrides, "")
+    runs = tracking.client(cfg).search_runs([tracking.setup(cfg)], "tags.month = '2026-09'")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert str(err.value)[:40] in runs[0].data.tags["failure.reason"]
+
+
+def test_a_killed_run_is_closed_by_the_next_run_of_its_month(replay):
+    import subprocess
+
+    from components.registry import tracking
+
+    _, overrides, _ = replay
+    cfg = _cfg(overrides)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # ended and reaped: like a flow process killed with SIGKILL
+    killed = tracking.start_run(cfg, "retrain-2026-10", {"month": "2026-10", **tracking.owner_tags(), "pid": str(gone.pid)})
+    live = tracking.start_run(cfg, "retrain-2026-10", {"month": "2026-10", **tracking.owner_tags()})  # this process
+    assert tracking.close_dead_runs(cfg, "2026-10") == [killed]
+    c = tracking.client(cfg)
+    assert c.get_run(killed).info.status == "KILLED" and "killed" in c.get_run(killed).data.tags["failure.reason"]
+    assert c.get_run(live).info.status == "RUNNING"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from components.config import GateConfig
-from components.registry.gate import GATED, judge
+from components.registry.gate import GATED, PAIRED, judge
 from tests.registry.conftest import GOOD
 
 
@@ -30,28 +30,42 @@ def test_threshold_itself_and_missing_metric_fail():
     assert not v.passed and "latency_p95_s: missing" in v.summary()
 
 
-def test_worse_than_champion_fails_even_within_thresholds():
-    champ = {**GOOD, "center_rmse_px": 4.0, "count_exact": 0.995}
-    v = judge(GOOD, GateConfig(), champ)
-    failed = {(c.metric, c.op) for c in v.failures}
-    assert failed == {("center_rmse_px", "<="), ("count_exact", ">=")}
-    assert "center_rmse_px = 5 is not <= champion's 4" in v.summary()
-    assert "over by 1" in v.summary()
+def _same(**changes) -> dict:
+    """A paired comparison where every figure is unchanged but for `changes` (diff, low, high)."""
+    return {m: changes.get(m, (0.0, -0.001, 0.001)) for m in PAIRED}
 
 
-def test_tolerance_only_relaxes_the_champion_comparison():
-    champ = {**GOOD, "center_rmse_px": 4.0, "count_exact": 0.995}
-    assert judge(GOOD, GateConfig(regression_tolerance=2.0), champ).passed
-    # The absolute thresholds stay: tolerance never loosens them.
-    bad = {**GOOD, "ece": 0.06}
-    assert not judge(bad, GateConfig(regression_tolerance=1.0), {**GOOD, "ece": 0.06}).passed
-    # A negative tolerance demands an improvement of that size.
-    assert not judge(GOOD, GateConfig(regression_tolerance=-0.01), dict(GOOD)).passed
+def test_better_on_the_primary_and_within_margins_elsewhere_is_promoted():
+    comparison = _same(f1_iou33=(0.012, 0.002, 0.022), count_exact=(-0.009, -0.027, 0.009))
+    v = judge(GOOD, GateConfig(), comparison)
+    assert v.passed, v.summary()
+    assert len(v.checks) == len(GATED) + len(PAIRED) + 1
+    assert "candidate - champion +0.012, 90% interval [+0.002, +0.022]" in v.markdown()
 
 
-def test_equal_to_champion_passes():
-    v = judge(GOOD, GateConfig(), dict(GOOD))
-    assert v.passed and len(v.checks) == 2 * len(GATED)
+def test_worse_beyond_a_margin_on_any_gated_figure_is_not():
+    gate = GateConfig()
+    comparison = _same(f1_iou33=(0.02, 0.01, 0.03), center_rmse_px=(0.6, 0.2, 0.9))
+    v = judge(GOOD, gate, comparison)
+    assert [c.metric for c in v.failures] == ["center_rmse_px"]
+    assert "center_rmse_px = 0.9 is not <= 0.5" in v.summary() and "interval [+0.2, +0.9]" in v.summary()
+    # Higher-is-better figures are judged on the interval's low end.
+    v = judge(GOOD, gate, _same(f1_iou33=(0.01, 0.0, 0.02), answer_f1_spatial=(-0.01, -0.03, 0.01)))
+    assert [c.metric for c in v.failures] == ["answer_f1_spatial"]
+
+
+def test_the_primary_figure_must_improve_or_hold():
+    assert judge(GOOD, GateConfig(), _same(f1_iou33=(0.0, -0.005, 0.005))).passed
+    v = judge(GOOD, GateConfig(), _same(f1_iou33=(-0.004, -0.008, 0.0)))
+    assert [c.metric for c in v.failures] == ["f1_iou33 (primary) gain"]
+
+
+def test_the_comparison_never_loosens_the_thresholds():
+    v = judge({**GOOD, "ece": 0.06}, GateConfig(), _same(f1_iou33=(0.05, 0.04, 0.06)))
+    assert [c.metric for c in v.failures] == ["ece"]
+    # A figure missing from the comparison is noted, not passed silently.
+    partial = {k: x for k, x in _same().items() if k != "count_exact"}
+    assert any("count_exact" in n for n in judge(GOOD, GateConfig(), partial).notes)
 
 
 def test_a_model_that_answers_none_to_class_questions_fails():
