@@ -144,8 +144,12 @@ def record_evaluation(cfg: Config, version, metrics: dict, dataset_version: str)
 def _pip_requirements() -> list[str]:
     # Pin what is installed here, without importing it (torch is heavy).
     out = []
-    # torchvision: the refiner and box matching; rapidfuzz: the question normaliser (tokenizer.py).
-    for dist in ("mlflow", "torch", "torchvision", "transformers", "peft", "pillow", "pandas", "rapidfuzz"):
+    # Every distribution the loading and answering path imports (components.* on that path, checked
+    # by tests/registry/test_registry_pyfunc.py): torchvision for the refiner and box matching,
+    # rapidfuzz for the question normaliser, tokenizers for the word-level tokenizer, pyyaml for
+    # config and question files, peft for a LoRA-trained checkpoint.
+    for dist in ("mlflow", "torch", "torchvision", "transformers", "tokenizers", "peft", "numpy", "pillow", "pandas",
+                 "pyyaml", "rapidfuzz"):
         try:
             out.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
