@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 
 MONTH ?= 2026-01
 
-.PHONY: setup run test bench-serve replay ui-mlflow ui-prefect clean repro
+.PHONY: setup run test bench-serve replay ui-mlflow ui-prefect clean repro stack-up stack-down stack-status
 
 $(STAMP): requirements/torch.txt requirements/main.txt requirements/test.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -33,6 +33,7 @@ replay: setup  ## make replay MONTH=2026-02: the next bundled month
 
 test: setup
 	bash infra/install-browser.sh  # Debian's chromium for the browser test (no browser download)
+	bash infra/install-stack.sh    # Debian's PostgreSQL for the server-stack tests (tests/stack)
 	$(PY) -m pytest -q
 
 ui-mlflow: setup
@@ -48,6 +49,19 @@ REQUESTS ?= 1000
 MODEL ?=
 bench-serve: setup  ## load-test the inspector service on the champion (REQUESTS per concurrency 1, 4, 8)
 	$(PY) benchmarks/serve_load.py --requests $(REQUESTS) $(if $(MODEL),--model $(MODEL)) --out .defectqa/reports/bench-serve.md
+
+# PostgreSQL + S3 (moto) + MLflow server + Prefect server + worker on 127.0.0.1; state in .defectqa/stack.
+# STACK_ARGS="--base-port 16430" or "--state DIR" for another instance (see infra/README.md).
+STACK_ARGS ?=
+stack-up: setup  ## start the loopback server stack (idempotent), print its UIs and client env
+	bash infra/install-stack.sh
+	$(PY) infra/stack.py up $(STACK_ARGS)
+
+stack-status:  ## which services of the stack are up
+	$(PY) infra/stack.py status $(STACK_ARGS)
+
+stack-down:  ## stop the stack (its data stays in .defectqa/stack, except moto's S3, which is in memory)
+	$(PY) infra/stack.py down $(STACK_ARGS)
 
 clean:
 	rm -rf .defectqa
