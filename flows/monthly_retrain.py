@@ -100,7 +100,10 @@ def monthly_retrain(drop_dir: str = "", month: str = "", overrides: list[str] | 
     try:
         summary = _retrain(cfg, str(drop), month, run_id)
     except BaseException as exc:
-        registry.fail_run(cfg, run_id, exc)
+        clear = tracking.unreachable(cfg, exc)
+        registry.fail_run(cfg, run_id, clear or exc)
+        if clear is not None:
+            raise clear from exc
         raise
     tracking.end_run(cfg, run_id)
     return summary

@@ -136,25 +136,57 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _unclosed(cfg: Config, run_id: str) -> Path:
+    """Where a run's failure reason waits when the tracking server could not take it."""
+    return cfg.paths.root / "unclosed-runs" / f"{run_id}.txt"
+
+
 def close_dead_runs(cfg: Config, month: str) -> list[str]:
-    """Mark KILLED the month's runs still RUNNING whose process (on this host) is gone: a
-    SIGKILL leaves no chance to close them. Runs of other hosts are left alone."""
+    """Close the month's runs still RUNNING whose process (on this host) is gone: FAILED with the
+    reason it left when the tracking server was down, else KILLED (a SIGKILL leaves no chance
+    to close a run). Runs of other hosts are left alone."""
     c, closed = client(cfg), []
     exp = c.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         return closed
     for run in c.search_runs([exp.experiment_id], f"tags.month = '{month}' and attributes.status = 'RUNNING'"):
-        tags = run.data.tags
-        if tags.get("host") == socket.gethostname() and tags.get("pid", "").isdigit() and not _alive(int(tags["pid"])):
+        tags, note = run.data.tags, _unclosed(cfg, run.info.run_id)
+        if tags.get("host") != socket.gethostname() or not tags.get("pid", "").isdigit() or _alive(int(tags["pid"])):
+            continue
+        if note.is_file():
+            c.set_tag(run.info.run_id, "failure.reason", note.read_text())
+            c.set_terminated(run.info.run_id, status="FAILED")
+            note.unlink()
+        else:
             c.set_tag(run.info.run_id, "failure.reason",
                       f"process {tags['pid']} on {tags['host']} ended without closing this run (killed)")
             c.set_terminated(run.info.run_id, status="KILLED")
-            closed.append(run.info.run_id)
+        closed.append(run.info.run_id)
     return closed
 
 
+def failure_reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:5000]
+
+
 def fail_run(cfg: Config, run_id: str, exc: BaseException) -> None:
-    """FAILED (KILLED for an interrupt) with the reason as tag `failure.reason`."""
-    killed = isinstance(exc, (KeyboardInterrupt, SystemExit))
-    client(cfg).set_tag(run_id, "failure.reason", f"{type(exc).__name__}: {exc}"[:5000])
-    end_run(cfg, run_id, "KILLED" if killed else "FAILED")
+    """FAILED (KILLED for an interrupt) with the reason as tag `failure.reason`; when the tracking
+    server cannot take it, the reason is kept under the workdir for the month's next run."""
+    try:
+        client(cfg).set_tag(run_id, "failure.reason", failure_reason(exc))
+        end_run(cfg, run_id, "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
+    except Exception:
+        _unclosed(cfg, run_id).parent.mkdir(parents=True, exist_ok=True)
+        _unclosed(cfg, run_id).write_text(failure_reason(exc))
+        raise
+
+
+def unreachable(cfg: Config, exc: BaseException) -> Exception | None:
+    """A clear error naming the tracking server when exc is MLflow failing to reach it."""
+    from mlflow.exceptions import MlflowException
+
+    text = str(exc)
+    if isinstance(exc, MlflowException) and ("API request to" in text or "Max retries exceeded" in text):
+        return ConnectionError(f"the MLflow tracking server {cfg.paths.mlflow_uri()} could not be reached "
+                               f"(after retries with backoff): {text}")
+    return None

@@ -149,3 +149,35 @@ def test_a_killed_run_is_closed_by_the_next_run_of_its_month(replay):
     c = tracking.client(cfg)
     assert c.get_run(killed).info.status == "KILLED" and "killed" in c.get_run(killed).data.tags["failure.reason"]
     assert c.get_run(live).info.status == "RUNNING"
+
+
+def test_a_reason_the_tracking_server_could_not_take_closes_the_run_later(replay, monkeypatch):
+    import dataclasses
+    import subprocess
+
+    from components.registry import tracking
+
+    _, overrides, _ = replay
+    cfg = _cfg(overrides)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    run_id = tracking.start_run(cfg, "retrain-2026-11", {"month": "2026-11", **tracking.owner_tags(), "pid": str(gone.pid)})
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    down = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, tracking_uri="http://127.0.0.1:9"))
+    with pytest.raises(Exception):
+        tracking.fail_run(down, run_id, ValueError("drop rejected: 3 bad rows"))
+    err = tracking.unreachable(down, _mlflow_error(down))
+    assert err is not None and "http://127.0.0.1:9" in str(err)
+    assert tracking.close_dead_runs(cfg, "2026-11") == [run_id]
+    run = tracking.client(cfg).get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["failure.reason"] == "ValueError: drop rejected: 3 bad rows"
+
+
+def _mlflow_error(cfg):
+    from components.registry import tracking
+
+    try:
+        tracking.client(cfg).search_experiments()
+    except Exception as exc:  # noqa: BLE001 - the error MLflow gives for a server that is down
+        return exc
+    raise AssertionError("expected the tracking server to be unreachable")
