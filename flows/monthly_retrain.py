@@ -92,20 +92,18 @@ def monthly_retrain(drop_dir: str = "", month: str = "", overrides: list[str] | 
     if not drop.is_dir() or not any(p.is_file() for p in drop.rglob("*")):
         print(f"no drop for {month} (nothing at {drop}); nothing trained")
         return {"month": month, "status": "no drop", "drop_dir": str(drop)}
-    done = None if force else registry.version_of_month(cfg, month)
-    if done is not None:
-        print(f"{month} was already trained and registered as version {done}; nothing trained (force=True retrains)")
-        return {"month": month, "status": "already trained", "model_version": done}
-    run_id = registry.start_run(cfg, month)
-    try:
-        summary = _retrain(cfg, str(drop), month, run_id)
-    except BaseException as exc:
-        clear = tracking.unreachable(cfg, exc)
-        registry.fail_run(cfg, run_id, clear or exc)
-        if clear is not None:
-            raise clear from exc
-        raise
-    tracking.end_run(cfg, run_id)
+    with tracking.server_named(cfg):  # an unreachable MLflow server fails the run by its URL
+        done = None if force else registry.version_of_month(cfg, month)
+        if done is not None:
+            print(f"{month} was already trained and registered as version {done}; nothing trained (force=True retrains)")
+            return {"month": month, "status": "already trained", "model_version": done}
+        run_id = registry.start_run(cfg, month)
+        try:
+            summary = _retrain(cfg, str(drop), month, run_id)
+        except BaseException as exc:
+            registry.fail_run(cfg, run_id, tracking.unreachable(cfg, exc) or exc)
+            raise
+        tracking.end_run(cfg, run_id)
     return summary
 
 

@@ -9,6 +9,7 @@ import math
 import os
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -190,3 +191,15 @@ def unreachable(cfg: Config, exc: BaseException) -> Exception | None:
         return ConnectionError(f"the MLflow tracking server {cfg.paths.mlflow_uri()} could not be reached "
                                f"(after retries with backoff): {text}")
     return None
+
+
+@contextmanager
+def server_named(cfg: Config):
+    """Re-raise MLflow failing to reach its server as `unreachable`'s error, which names it."""
+    try:
+        yield
+    except Exception as exc:
+        clear = unreachable(cfg, exc)
+        if clear is None:
+            raise
+        raise clear from exc

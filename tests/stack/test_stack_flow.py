@@ -7,54 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY
-from tests.flow.test_monthly_retrain import GROUPS, make_drop
+from tests.stack.conftest import cfg_of, run_month
 
 pytestmark = pytest.mark.stack
-FLOW_TIMEOUT_S = 900
-
-
-def _month_start(month: str) -> datetime:
-    year, mon = map(int, month.split("-"))
-    return datetime(year, mon, 1, 2, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def service(stack_session, tmp_path_factory, deeppcb_dir):
-    """The deployment on the stack, and the state folder its runs use."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.deploy import deploy
-
-    stack = stack_session
-    stack.up()
-    work = tmp_path_factory.mktemp("service")
-    state = work / "state"
-    overrides = TINY + [f"paths.workdir={state}", "eval.max_images=0", f"paths.dvc_remote=s3://dvc/{work.name}"]
-    for month in ("2026-01", "2026-02"):
-        make_drop(deeppcb_dir, state / "incoming" / month, GROUPS[month])
-    with temporary_settings({PREFECT_API_URL: stack.env()["PREFECT_API_URL"]}):
-        deployment_id = deploy("defectqa", f"test-{work.name}", "", overrides)
-        yield stack, state, overrides, deployment_id, f"monthly_retrain/test-{work.name}"
-
-
-def _run(service, month: str):
-    from prefect.deployments import run_deployment
-
-    _, _, _, _, name = service
-    return run_deployment(name, scheduled_time=_month_start(month), timeout=FLOW_TIMEOUT_S)
-
-
-def _cfg(service):
-    from components import config
-
-    stack, _, overrides, _, _ = service
-    return config.load(None, overrides + [f"paths.tracking_uri={stack.env()['MLFLOW_TRACKING_URI']}"])
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +20,12 @@ def months(service):
     """Month 1, the champion set by hand, month 2, then an empty month 3: all through the worker."""
     from components.registry import registry
 
-    first = _run(service, "2026-01")
+    first = run_month(service, "2026-01")
     assert first.state.is_completed(), first.state.message
-    registry.promote(_cfg(service), "1")
-    second = _run(service, "2026-02")
+    registry.promote(cfg_of(service), "1")
+    second = run_month(service, "2026-02")
     assert second.state.is_completed(), second.state.message
-    third = _run(service, "2026-03")
+    third = run_month(service, "2026-03")
     return first, second, third
 
 
@@ -109,7 +67,7 @@ def test_runs_and_versions_live_in_postgresql(service, months):
     from components.registry import registry, tracking
 
     stack, state, *_ = service
-    cfg = _cfg(service)
+    cfg = cfg_of(service)
     runs = tracking.client(cfg).search_runs([tracking.setup(cfg)], "tags.month LIKE '2026-0%'")
     assert sorted((r.data.tags["month"], r.info.status) for r in runs) == [("2026-01", "FINISHED"), ("2026-02", "FINISHED")]
     with psycopg2.connect(stack.db_url("mlflow")) as db, db.cursor() as cur:

@@ -1,0 +1,62 @@
+"""Faults the monthly service survives, on the real stack: two runs at once, the MLflow server
+going away mid-run."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.stack.conftest import cfg_of, read_run, run_month, start_month, wait_for
+
+pytestmark = pytest.mark.stack
+
+# Few, quick HTTP retries for the flow's MLflow client, so a server that is down fails the run
+# in seconds here (the defaults retry for minutes).
+QUICK_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def _versions_of(service, month: str) -> list[str]:
+    from components.registry import registry
+
+    return [v["version"] for v in registry.list_versions(cfg_of(service)) if v["tags"].get("month") == month]
+
+
+def test_two_runs_at_once_one_waits_and_the_month_is_trained_once(service):
+    a, b = start_month(service, "2026-01"), start_month(service, "2026-01")
+    both_running = False
+    while not (read_run(a.id).state.is_final() and read_run(b.id).state.is_final()):
+        both_running |= read_run(a.id).state.is_running() and read_run(b.id).state.is_running()
+        time.sleep(0.5)
+    assert not both_running
+    assert read_run(a.id).state.is_completed() and read_run(b.id).state.is_completed()
+    assert len(_versions_of(service, "2026-01")) == 1  # the second found the month registered
+
+
+def test_mlflow_going_away_fails_the_run_by_name_and_a_rerun_resumes(service):
+    from components.registry import registry, tracking
+
+    stack, state = service.stack, service.state
+    trained = set(state.glob("runs/*/spatial/stage.json"))
+    run = start_month(service, "2026-02", QUICK_RETRIES)
+    # Stop the server once this month's spatial stage is done: mid-training.
+    wait_for(run.id, lambda r: set(state.glob("runs/*/spatial/stage.json")) - trained or r.state.is_final())
+    stack.stop("mlflow")
+    try:
+        failed = wait_for(run.id, lambda r: r.state.is_final())
+    finally:
+        stack.start("mlflow")
+    assert failed.state.is_failed()
+    assert f"MLflow tracking server {stack.urls['mlflow']} could not be reached" in failed.state.message
+    (spatial,) = set(state.glob("runs/*/spatial/stage.json")) - trained
+    trained_at = spatial.stat().st_mtime
+    cfg = cfg_of(service)
+    assert registry.champion(cfg) in (None, "1") and not _versions_of(service, "2026-02")
+
+    rerun = run_month(service, "2026-02")
+    assert rerun.state.is_completed(), rerun.state.message
+    assert spatial.stat().st_mtime == trained_at  # the finished stages were not trained again
+    assert len(_versions_of(service, "2026-02")) == 1
+    runs = tracking.client(cfg).search_runs([tracking.setup(cfg)], "tags.month = '2026-02'")
+    status = sorted((r.info.status, r.data.tags.get("failure.reason", "")) for r in runs)
+    assert [s for s, _ in status] == ["FAILED", "FINISHED"]
+    assert "could not be reached" in status[0][1]
