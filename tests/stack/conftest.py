@@ -53,6 +53,8 @@ def stack_env(stack, monkeypatch):
 
 FLOW_TIMEOUT_S = 900
 """Longest a tiny-model month may take through the worker on a busy 2-core machine."""
+CRASHED_AFTER_S = 60
+"""The zombie automation's window here (production: flows/deploy.CRASHED_AFTER_S): two heartbeats."""
 
 
 class Service(NamedTuple):
@@ -68,7 +70,7 @@ class Service(NamedTuple):
 @pytest.fixture(scope="module")
 def service(stack_session, tmp_path_factory, deeppcb_dir):
     """monthly_retrain deployed on the stack (tiny model, its own workdir and DVC prefix per
-    test module), with drops for 2026-01 and 2026-02 waiting in incoming/."""
+    test module), with drops for 2026-01 to 2026-03 waiting in incoming/."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.deploy import deploy
@@ -79,11 +81,12 @@ def service(stack_session, tmp_path_factory, deeppcb_dir):
     work = tmp_path_factory.mktemp("service")
     state = work / "state"
     overrides = TINY + [f"paths.workdir={state}", "eval.max_images=0", f"paths.dvc_remote=s3://dvc/{work.name}"]
-    for month in ("2026-01", "2026-02"):
-        make_drop(deeppcb_dir, state / "incoming" / month, GROUPS[month])
+    for month, groups in {**GROUPS, "2026-03": {"group50600": 2}}.items():
+        make_drop(deeppcb_dir, state / "incoming" / month, groups)
     with temporary_settings({PREFECT_API_URL: stack_session.env()["PREFECT_API_URL"]}):
         name = f"test-{work.name}"
-        yield Service(stack_session, state, overrides, deploy("defectqa", name, "", overrides), f"monthly_retrain/{name}")
+        deployment_id = deploy("defectqa", name, "", overrides, crashed_after_s=CRASHED_AFTER_S)
+        yield Service(stack_session, state, overrides, deployment_id, f"monthly_retrain/{name}")
 
 
 def month_start(month: str) -> datetime:

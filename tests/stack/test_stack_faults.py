@@ -60,3 +60,43 @@ def test_mlflow_going_away_fails_the_run_by_name_and_a_rerun_resumes(service):
     status = sorted((r.info.status, r.data.tags.get("failure.reason", "")) for r in runs)
     assert [s for s, _ in status] == ["FAILED", "FINISHED"]
     assert "could not be reached" in status[0][1]
+
+
+def _kill_group_of(pid: int) -> None:
+    import os
+    import signal
+
+    group = os.getpgid(pid)
+    assert group != os.getpgrp()  # never this test's own group
+    os.killpg(group, signal.SIGKILL)
+
+
+def test_a_killed_worker_run_is_crashed_closed_and_resumed_by_the_rerun(service):
+    """SIGKILL of the worker and of the flow it runs, mid-training: Prefect marks the run Crashed
+    (no heartbeats), the rerun resumes from the finished stages, registers one version, and the
+    killed MLflow run is closed KILLED with why."""
+    from components.registry import tracking
+
+    stack, state = service.stack, service.state
+    cfg = cfg_of(service)
+    assert run_month(service, "2026-01").state.is_completed()  # the held-out boards (if not trained yet)
+    trained = set(state.glob("runs/*/spatial/stage.json"))
+    run = start_month(service, "2026-03")
+    wait_for(run.id, lambda r: set(state.glob("runs/*/spatial/stage.json")) - trained or r.state.is_final())
+    (mlflow_run,) = tracking.client(cfg).search_runs([tracking.setup(cfg)], "tags.month = '2026-03'")
+    _kill_group_of(int(mlflow_run.data.tags["pid"]))  # the flow's process
+    _kill_group_of(stack.info()["services"]["worker"]["pid"])
+    stack.up()  # a new worker
+    crashed = wait_for(run.id, lambda r: r.state.is_final(), timeout=4 * 60)
+    assert crashed.state.is_crashed(), crashed.state
+    (spatial,) = set(state.glob("runs/*/spatial/stage.json")) - trained
+    trained_at = spatial.stat().st_mtime
+
+    rerun = run_month(service, "2026-03")
+    assert rerun.state.is_completed(), rerun.state.message
+    assert spatial.stat().st_mtime == trained_at
+    assert len(_versions_of(service, "2026-03")) == 1
+    runs = {r.info.run_id: r for r in tracking.client(cfg).search_runs([tracking.setup(cfg)], "tags.month = '2026-03'")}
+    killed = runs.pop(mlflow_run.info.run_id)
+    assert killed.info.status == "KILLED" and "killed" in killed.data.tags["failure.reason"]
+    assert [r.info.status for r in runs.values()] == ["FINISHED"]

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture(scope="module")
 def months(service):
-    """Month 1, the champion set by hand, month 2, then an empty month 3: all through the worker."""
+    """Month 1, the champion set by hand, month 2, then a month with no drop: all through the worker."""
     from components.registry import registry
 
     first = run_month(service, "2026-01")
@@ -25,7 +25,7 @@ def months(service):
     registry.promote(cfg_of(service), "1")
     second = run_month(service, "2026-02")
     assert second.state.is_completed(), second.state.message
-    third = run_month(service, "2026-03")
+    third = run_month(service, "2026-04")
     return first, second, third
 
 
@@ -48,7 +48,7 @@ def test_runs_are_named_for_their_month_and_publish_their_metrics(service, month
     from prefect.utilities.asyncutils import run_coro_as_sync
 
     first, second, third = months
-    assert [r.name for r in months] == ["retrain-2026-01", "retrain-2026-02", "retrain-2026-03"]
+    assert [r.name for r in months] == ["retrain-2026-01", "retrain-2026-02", "retrain-2026-04"]
     assert third.state.is_completed()
 
     async def keys(run_id):
@@ -76,7 +76,7 @@ def test_runs_and_versions_live_in_postgresql(service, months):
         cur.execute("SELECT alias, version FROM registered_model_aliases WHERE name = %s ORDER BY alias",
                     (cfg.registered_model,))
         assert cur.fetchall() == [("challenger", 2), ("champion", 1)]
-    assert registry.version_of_month(cfg, "2026-03") is None
+    assert registry.version_of_month(cfg, "2026-04") is None
     assert not (state / "mlartifacts").exists()  # artifacts went to the server, not a local folder
 
 
