@@ -103,3 +103,31 @@ def test_both_dataset_versions_come_back_from_the_s3_remote(service, months, tmp
         want = sorted(p.relative_to(data) for p in out.rglob("*") if p.is_file())
         got = sorted(p.relative_to(fresh) for p in (fresh / out.relative_to(data)).rglob("*") if p.is_file())
         assert got == want and want
+
+
+def test_the_service_follows_the_champion_on_the_mlflow_server(service, months, boards):
+    """defectqa serve with the server as its registry: answers with the champion's files (fetched
+    from S3 through the server) and picks up a promotion."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from components.registry import registry
+    from components.serving.app import create_app
+
+    cfg = cfg_of(service)
+    cfg.serve.reload_interval_s = 0.2
+    try:
+        with TestClient(create_app(cfg)) as client:
+            assert client.get("/healthz").json()["model"]["version"] == "1"
+            registry.promote(cfg, "2")
+            deadline = time.monotonic() + 120
+            while client.get("/healthz").json()["model"]["version"] != "2":
+                assert time.monotonic() < deadline, "the new champion was never picked up"
+                time.sleep(0.2)
+            with open(boards[0].test_path, "rb") as f:
+                r = client.post("/v1/inspect", files={"image": ("b.jpg", f.read(), "image/jpeg")},
+                                data={"question": "Any spurs?"})
+            assert r.status_code == 200 and r.json()["model"]["version"] == "2"
+    finally:
+        registry.rollback(cfg)
