@@ -303,6 +303,9 @@ class Config:
     gate: GateConfig = field(default_factory=GateConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     registered_model: str = "defect-vlm"
+    """Name of the model in the MLflow registry (aliases champion / challenger)."""
+    experiment: str = "defectqa"
+    """MLflow experiment the runs are kept in."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

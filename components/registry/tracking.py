@@ -19,8 +19,6 @@ from mlflow.tracking import MlflowClient
 
 from components.config import Config
 
-EXPERIMENT = "defectqa"
-
 
 def is_local(uri: str) -> bool:
     """True for backends that live on this machine (SQLite file, file store)."""
@@ -45,7 +43,7 @@ def client(cfg: Config) -> MlflowClient:
 
 
 def setup(cfg: Config) -> str:
-    """Point MLflow at cfg's store and return the id of the "defectqa" experiment.
+    """Point MLflow at cfg's store and return the id of cfg's experiment (created if needed).
 
     On a local backend the experiment's artifacts go under the workdir, not the CWD;
     on a server the server's default artifact root (e.g. S3) is used.
@@ -62,10 +60,10 @@ def setup(cfg: Config) -> str:
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
     c = client(cfg)
-    exp = c.get_experiment_by_name(EXPERIMENT)
+    exp = c.get_experiment_by_name(cfg.experiment)
     if exp is None:
         location = artifact_location(cfg) if is_local(uri) else None
-        exp_id = c.create_experiment(EXPERIMENT, artifact_location=location)
+        exp_id = c.create_experiment(cfg.experiment, artifact_location=location)
     else:
         exp_id = exp.experiment_id
     mlflow.set_experiment(experiment_id=exp_id)
@@ -147,7 +145,7 @@ def close_dead_runs(cfg: Config, month: str) -> list[str]:
     reason it left when the tracking server was down, else KILLED (a SIGKILL leaves no chance
     to close a run). Runs of other hosts are left alone."""
     c, closed = client(cfg), []
-    exp = c.get_experiment_by_name(EXPERIMENT)
+    exp = c.get_experiment_by_name(cfg.experiment)
     if exp is None:
         return closed
     for run in c.search_runs([exp.experiment_id], f"tags.month = '{month}' and attributes.status = 'RUNNING'"):

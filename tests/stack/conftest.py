@@ -80,7 +80,9 @@ def service(stack_session, tmp_path_factory, deeppcb_dir):
     stack_session.up()
     work = tmp_path_factory.mktemp("service")
     state = work / "state"
-    overrides = TINY + [f"paths.workdir={state}", "eval.max_images=0", f"paths.dvc_remote=s3://dvc/{work.name}"]
+    # Its own workdir, DVC prefix, experiment and registered model: the servers are shared by the session.
+    overrides = TINY + [f"paths.workdir={state}", "eval.max_images=0", f"paths.dvc_remote=s3://dvc/{work.name}",
+                        f"experiment=defectqa-{work.name}", f"registered_model=defect-vlm-{work.name}"]
     for month, groups in {**GROUPS, "2026-03": {"group50600": 2}}.items():
         make_drop(deeppcb_dir, state / "incoming" / month, groups)
     with temporary_settings({PREFECT_API_URL: stack_session.env()["PREFECT_API_URL"]}):
