@@ -7,7 +7,8 @@ the MLflow pyfunc and the web service.
    all, counted or listed), then walks the regions (their descriptors are forced tokens)
    deciding for each: report it as a class, or [NO] — under grammar-constrained decoding.
    What it read (classes, count or list, area, or "not about defects") is the scan's head,
-   and each region's descriptor says whether the region is of what it read ([IN]/[OUT]).
+   and each region's descriptor says whether the region is in the area it read ([IN]/[OUT]);
+   the answer keeps the asked classes among the regions it decided are defects.
    Forced tokens need no choice, so each run of them is fed in one forward call on the KV
    cache: a scan of n regions takes n + 5 forward calls (prompt and reading included)
    (`_generate`; the plain `model.generate` path, `_generate_reference`, writes the same text);

@@ -52,15 +52,18 @@ def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Det
 
 def descriptor(i: int, region: Detection, size: tuple[int, int], reading: Reading) -> list[str]:
     """The forced tokens that introduce region i in the scan: name, quadrant, class, relation to
-    the question ([IN]: of an asked class, in the asked area; from `Reading.covers`), score bucket.
+    the question ([IN]: in the asked area; from `Reading.scans`), score bucket.
 
     The score bucket comes last on purpose: the decision is predicted at its position, so
     the strongest evidence is the very token the model reads there (no attention needed).
-    Whether the region is of what was asked sits one step back: the decision need not match
-    the region's class and quadrant against the reading far back in the scan, which the small
-    from-scratch model never learnt to do (every class question answered "none found").
+    Whether the region is in the asked area sits one step back: the decision need not match
+    the region's quadrant against the reading far back in the scan, which the small
+    from-scratch model never learnt to do (every class question answered "none found"). The
+    asked class plays no part in the decision (it is the same as for "all defects" there): the
+    answer keeps the asked classes among the decided defects (`grammar.resolve_scan`), so a
+    region the spatial branch named wrongly is still found when the model re-classifies it.
     """
-    rel = IN if reading.covers(region.cls, region.center, size) else OUT
+    rel = IN if reading.scans(region.center, size) else OUT
     return [region_name(i), quadrant(region.center, size), region.cls, rel, score_token(region.conf)]
 
 

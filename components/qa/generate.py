@@ -28,6 +28,9 @@ class QAPair:
     """Index into sample.boxes of each answer detection, in answer order."""
     reading: Reading = field(default_factory=Reading)
     """What the question asks (classes, count or list, area, or not about defects)."""
+    scan_truth: list[tuple[int, str]] = field(default_factory=list)
+    """(index into sample.boxes, class) of every defect the scan decides as one: those in the
+    asked area, of any class (`Reading.scans`); the answer is the asked classes among them."""
 
     @property
     def text(self) -> str:
@@ -152,6 +155,10 @@ def off_topic(rng: random.Random) -> str:
     return rng.choice(PHRASINGS[rng.choice(NON_DEFECT_KINDS)]).format(s=s, p=p)
 
 
+def scan_truth(boxes: list[Box], reading: Reading, size: tuple[int, int]) -> list[tuple[int, str]]:
+    return [(i, b.cls) for i, b in enumerate(boxes) if reading.scans(b.center, size)]
+
+
 def generate_qa(samples: list[Sample], cfg: QAConfig, classes: tuple[str, ...], size: tuple[int, int] = (640, 640)) -> list[QAPair]:
     """QA pairs for every sample and (a share of) the templates, deterministic in cfg.seed."""
     rng = random.Random(cfg.seed)
@@ -159,7 +166,7 @@ def generate_qa(samples: list[Sample], cfg: QAConfig, classes: tuple[str, ...], 
     for s in samples:
         for kind, q, idx, ans, reading in questions_for(s.boxes, classes, rng, cfg.phrasings_per_kind, size,
                                                         cfg.out_of_scope_share, cfg.embellish_share):
-            pairs.append(QAPair(s.sample_id, "test", kind, q, ans, idx, reading))
+            pairs.append(QAPair(s.sample_id, "test", kind, q, ans, idx, reading, scan_truth(s.boxes, reading, size)))
         if s.template_path and rng.random() < cfg.template_share:
             for kind, q, idx, ans, reading in questions_for([], classes, rng, 1, size, cfg.out_of_scope_share,
                                                             cfg.embellish_share):
@@ -224,7 +231,8 @@ def reading_from_json(d: dict) -> Reading:
 
 def qa_to_json(qa: QAPair) -> dict:
     return {"sample_id": qa.sample_id, "source": qa.source, "kind": qa.kind, "question": qa.question,
-            "answer": qa.text, "gt_index": qa.gt_index, "reading": reading_to_json(qa.reading)}
+            "answer": qa.text, "gt_index": qa.gt_index, "reading": reading_to_json(qa.reading),
+            "scan_truth": [list(t) for t in qa.scan_truth]}
 
 
 def qa_from_json(row: dict, classes: tuple[str, ...]) -> QAPair:
@@ -233,7 +241,8 @@ def qa_from_json(row: dict, classes: tuple[str, ...]) -> QAPair:
     reading = reading_from_json(row["reading"])
     answer = parse(row["answer"], classes)
     answer.asked = reading
-    return QAPair(row["sample_id"], row["source"], row["kind"], row["question"], answer, row["gt_index"], reading)
+    return QAPair(row["sample_id"], row["source"], row["kind"], row["question"], answer, row["gt_index"], reading,
+                  [(i, c) for i, c in row["scan_truth"]])
 
 
 def pref_to_json(p: PreferencePair) -> dict:

@@ -187,9 +187,11 @@ def parse(text: str, classes: tuple[str, ...] = CLASSES) -> Answer:
 # The language model first says what the question asks for (its reading); then the decoder
 # walks the spatial branch's regions. Their descriptors are forced tokens: `R3 tl short [IN]
 # s8` = name, quadrant, class, whether the region is of what was asked ([IN], computed by
-# `Reading.covers` from the model's own reading) and score bucket. After each one the model
-# decides: [YES] (report it as the region's class), another class (report it, re-classified)
-# or [NO]. Coordinates and confidences come from the regions, never from generated digits.
+# `Reading.scans` from the model's own reading: in the asked area) and score bucket. After each
+# one the model decides: [YES] (a defect of the region's class), another class (a defect,
+# re-classified) or [NO], whatever class was asked, as it would for "all defects"; the answer
+# keeps the asked classes among the defects so decided. Coordinates and confidences come from
+# the regions, never from generated digits.
 
 ASK, YES, NO, ALL, OFF, NONE2 = "[ASK]", "[YES]", "[NO]", "all", "[OFF]", "[-]"
 IN, OUT = "[IN]", "[OUT]"
@@ -210,7 +212,15 @@ class Reading:
 
     def covers(self, cls: str, center: tuple[float, float], size: tuple[int, int]) -> bool:
         """Whether a defect of `cls` centred at `center` answers this question."""
-        return not self.off and (not self.classes or cls in self.classes) and in_area(center, self.area, size)
+        return self.scans(center, size) and self.asks_class(cls)
+
+    def scans(self, center: tuple[float, float], size: tuple[int, int]) -> bool:
+        """Whether a region centred at `center` is in the part of the board the scan decides on
+        (the asked area): there the model decides every region, whatever is asked of its class."""
+        return not self.off and in_area(center, self.area, size)
+
+    def asks_class(self, cls: str) -> bool:
+        return not self.classes or cls in self.classes
 
     def tokens(self) -> list[str]:
         """The four scan tokens after [ASK]."""
@@ -282,7 +292,8 @@ def resolve_scan(text: str, regions: list[Detection], classes: tuple[str, ...] =
         elif decision != NO:
             raise GrammarError(f"token {t.i - 1}: decision must be {YES}, a class or {NO}, got {decision!r}")
     t.expect("[EOF]")
-    return answer_for(reading, dets)
+    # The scan decides every region of the asked area; the answer is the asked classes among them.
+    return answer_for(reading, [d for d in dets if reading.asks_class(d.cls)])
 
 
 def answer_for(reading: Reading, dets: list[Detection]) -> Answer:

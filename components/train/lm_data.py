@@ -29,13 +29,14 @@ class RegionView:
 
 
 def decisions_for(qa: QAPair, view: RegionView) -> list[str]:
-    """Per region covering a defect that answers the question: [YES] when the region's class
-    is right, else the true class (a re-classification); [NO] for every other region."""
-    asked = dict(zip(qa.gt_index, (d.cls for d in qa.answer.detections)))
+    """Per region covering a defect in the asked area (qa.scan_truth, any class): [YES] when the
+    region's class is right, else the true class (a re-classification); [NO] for every other
+    region. The asked classes are picked from these by the answer, not by the decisions."""
+    scanned = dict(qa.scan_truth)
     region_to_gt = {r: g for g, r in view.gt_to_region.items()}
     out = []
     for k, region in enumerate(view.regions):
-        true = asked.get(region_to_gt.get(k, -1))
+        true = scanned.get(region_to_gt.get(k, -1))
         out.append(NO if true is None else YES if true == region.cls else true)
     return out
 

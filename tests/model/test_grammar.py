@@ -60,6 +60,10 @@ def test_scan_form_resolves_to_region_boxes():
     off = resolve_scan(to_scan(Reading(off=True), descs, ["[NO]", "[NO]"]), regions)
     assert off.out_of_scope and not off.none_found and render(off) == "[OFF] [EOF]"
     assert read_scan("[ASK] all [-] list tl [EOF]") == Reading((), False, "tl")
+    # The scan decides every region (here both defects); the answer keeps the asked class.
+    both = to_scan(Reading(("short",)), [d[:3] + ["[IN]"] + d[4:] for d in descs], ["[YES]", "short"])
+    assert resolve_scan(both, regions).detections == [Detection("short", (100, 50, 140, 90), 0.7)]
+    assert len(resolve_scan(both.replace("[ASK] short", "[ASK] all"), regions).detections) == 2
     with pytest.raises(GrammarError):
         resolve_scan("[ASK] short [-] list any R2 tl short [IN] s7 short [EOF]", regions)  # regions out of order
     with pytest.raises(GrammarError):
@@ -75,3 +79,6 @@ def test_reading_covers_class_and_area():
     assert Reading((), False, "centre").covers("open", (320, 320), size)
     assert not Reading((), False, "centre").covers("open", (20, 320), size)
     assert not Reading(off=True).covers("open", (320, 320), size)
+    # What the scan decides on is the area alone, whatever class is asked.
+    assert Reading(("short",), False, "tl").scans((100, 100), size) and not Reading(("short",), False, "tl").scans((400, 100), size)
+    assert not Reading(off=True).scans((320, 320), size)
