@@ -222,14 +222,11 @@ class EvalConfig:
 
 @dataclass
 class GateConfig:
-    """Absolute thresholds on the int8 candidate's held-out metrics, judged as served. Each sits
-    a small margin beyond what `make run` measured (2026-11-27, commit 51b416e: F1 0.932, centre
-    RMSE 4.04 px, hallucination 0.005, count 0.973, ECE 0.021, template false alarms 0.0, parse
-    failures 0; commit 3fe8307: F1 0.940, RMSE 4.54, count 0.955, ECE 0.017), so a regression
-    fails (a 3-epoch refiner, F1 0.882, failed it); latency is the inspector's 2 s. The question
-    suite's thresholds (answer_f1_*, count_exact_count_class, false_none_rate,
-    question_read_accuracy) sit ~0.03 below the held-out figures of the first model that answered
-    every kind (README, "Every question an inspector asks")."""
+    """Absolute thresholds on the int8 candidate's held-out metrics, judged as served, each a
+    small margin beyond what `make run` measured, so a regression fails; latency is the
+    inspector's 2 s. The question suite's thresholds are the targets of the issue that built it
+    (every kind of question answered right), met with a margin by the first model that reached
+    them (README, "Every question an inspector asks")."""
     min_f1_iou33: float = 0.93
     max_center_rmse_px: float = 5.5
     max_hallucination_rate: float = 0.02
@@ -239,17 +236,17 @@ class GateConfig:
     max_template_false_alarm: float = 0.01
     max_parse_failure_rate: float = 0.001
     """Grammar-constrained decoding makes every answer parse; below 1,000 answers one failure fails."""
-    min_answer_f1_locate: float = 0.87
+    min_answer_f1_locate: float = 0.90
     """Answer F1 of "where is the <class>?" questions (held-out wordings, the asked class's boxes)."""
-    min_answer_f1_exists: float = 0.86
+    min_answer_f1_exists: float = 0.90
     """Answer F1 of "is there a <class>?" questions."""
-    min_answer_f1_count_class: float = 0.87
+    min_answer_f1_count_class: float = 0.90
     """Answer F1 of "how many <class>?" questions."""
-    min_answer_f1_spatial: float = 0.89
+    min_answer_f1_spatial: float = 0.90
     """Answer F1 of "any defects in the <area>?" questions (the boxes centred in that area)."""
-    min_count_exact_count_class: float = 0.89
+    min_count_exact_count_class: float = 0.90
     """Share of "how many <class>?" answers with exactly the right number."""
-    max_false_none_rate: float = 0.03
+    max_false_none_rate: float = 0.02
     """Share of questions answered "none found" while the asked class / area has a defect."""
     min_question_read_accuracy: float = 0.97
     """Share of questions whose reading (classes or all, count or list, area, out of scope) is right."""
