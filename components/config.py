@@ -253,12 +253,14 @@ class GateConfig:
     primary_metric: str = "f1_iou33"
     """The figure a candidate must improve or hold against the champion (same boards) to win."""
     champion_margins: dict[str, float] = field(default_factory=lambda: dict(
-        f1_iou33=0.01, center_rmse_px=0.5, hallucination_rate=0.01, count_exact=0.03, template_false_alarm=0.01,
-        answer_f1_locate=0.02, answer_f1_exists=0.02, answer_f1_count_class=0.02, answer_f1_spatial=0.02,
-        count_exact_count_class=0.03, false_none_rate=0.01, question_read_accuracy=0.02))
+        f1_iou33=0.02, center_rmse_px=0.5, hallucination_rate=0.01, count_exact=0.05, template_false_alarm=0.01,
+        answer_f1_locate=0.05, answer_f1_exists=0.05, answer_f1_count_class=0.05, answer_f1_spatial=0.05,
+        count_exact_count_class=0.05, false_none_rate=0.02, question_read_accuracy=0.02))
     """Non-inferiority margin per figure, in its units: how much worse than the champion's, at the
-    pessimistic end of the paired interval, a candidate may be (registry/gate.py). Set per key
-    from the CLI: --set gate.champion_margins=count_exact:0.02."""
+    pessimistic end of the paired interval, a candidate may be (registry/gate.py). Each is wider
+    than the interval's half-width on the 111 held-out boards (month-2 replay: count exact 0.036,
+    locate F1 0.049, F1 0.014, false none 0.010, reading 0.007), else a model exactly as good
+    as the champion could never pass. Set per key: --set gate.champion_margins=count_exact:0.04."""
     bootstrap_draws: int = 2000
     """Resamples of the shared boards for the paired intervals."""
     bootstrap_level: float = 0.9

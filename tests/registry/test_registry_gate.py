@@ -36,7 +36,8 @@ def _same(**changes) -> dict:
 
 
 def test_better_on_the_primary_and_within_margins_elsewhere_is_promoted():
-    comparison = _same(f1_iou33=(0.012, 0.002, 0.022), count_exact=(-0.009, -0.027, 0.009))
+    # The month-2 replay's count exact: no difference, interval +-0.036 (111 boards).
+    comparison = _same(f1_iou33=(0.012, 0.002, 0.022), count_exact=(0.0, -0.036, 0.036))
     v = judge(GOOD, GateConfig(), comparison)
     assert v.passed, v.summary()
     assert len(v.checks) == len(GATED) + len(PAIRED) + 1
@@ -50,7 +51,7 @@ def test_worse_beyond_a_margin_on_any_gated_figure_is_not():
     assert [c.metric for c in v.failures] == ["center_rmse_px"]
     assert "center_rmse_px = 0.9 is not <= 0.5" in v.summary() and "interval [+0.2, +0.9]" in v.summary()
     # Higher-is-better figures are judged on the interval's low end.
-    v = judge(GOOD, gate, _same(f1_iou33=(0.01, 0.0, 0.02), answer_f1_spatial=(-0.01, -0.03, 0.01)))
+    v = judge(GOOD, gate, _same(f1_iou33=(0.01, 0.0, 0.02), answer_f1_spatial=(-0.03, -0.07, 0.01)))
     assert [c.metric for c in v.failures] == ["answer_f1_spatial"]
 
 
@@ -72,3 +73,14 @@ def test_a_model_that_answers_none_to_class_questions_fails():
     """The bug the question suite was built for: describe-all fine, every class question 'none found'."""
     v = judge({**GOOD, "answer_f1_locate": 0.0, "answer_f1_exists": 0.0, "false_none_rate": 0.8}, GateConfig())
     assert {c.metric for c in v.failures} == {"answer_f1_locate", "answer_f1_exists", "false_none_rate"}
+
+
+def test_the_month_2_replay_loses_on_reading_alone():
+    """The paired comparison the month-2 replay measured (README, "Running it as a service"):
+    better F1, centre and exists, equal count, but a worse reading, the whole interval below."""
+    measured = _same(f1_iou33=(0.0293, 0.01546, 0.04373), center_rmse_px=(-1.146, -1.491, -0.834),
+                     count_exact=(0.0, -0.03604, 0.03604), answer_f1_locate=(0.009435, -0.04317, 0.05472),
+                     answer_f1_exists=(0.1046, 0.04219, 0.1635),
+                     question_read_accuracy=(-0.02267, -0.02931, -0.01616))
+    v = judge(GOOD, GateConfig(), measured)
+    assert [c.metric for c in v.failures] == ["question_read_accuracy"]
