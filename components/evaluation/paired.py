@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.evaluation.metrics import ImageResult, exact_center, iou_matrix, match
+from components.evaluation.metrics import ImageResult, exact_center, iou_matrix, match, prf
 from components.evaluation.questions import COUNT_KINDS, KINDS, Asked, same_reading
 
 BOARDS = "boards.json"
@@ -64,9 +64,7 @@ def board_stats(results: list[ImageResult], asked: list[Asked], iou: float) -> d
 
 
 def _f1(tp: float, n_pred: float, n_gt: float) -> float:
-    precision = tp / n_pred if n_pred else float(n_gt == 0)
-    recall = tp / n_gt if n_gt else 1.0
-    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return prf(tp, n_pred, n_gt)["f1"]
 
 
 def _ratio(num: float, den: float) -> float:
