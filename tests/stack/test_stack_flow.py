@@ -35,7 +35,7 @@ def test_the_deployment_is_monthly_on_the_pool_one_run_at_a_time(service):
 
     async def read():
         async with get_client() as client:
-            return await client.read_deployment(service[3])
+            return await client.read_deployment(service.deployment_id)
 
     dep = run_coro_as_sync(read())
     assert dep.work_pool_name == "defectqa" and dep.global_concurrency_limit.limit == 1
@@ -81,7 +81,7 @@ def test_runs_and_versions_live_in_postgresql(service, months):
 
 
 def test_model_files_are_in_the_s3_bucket(service, months):
-    stack = service[0]
+    stack = service.stack
     keys = [o["Key"] for page in stack.s3_client().get_paginator("list_objects_v2").paginate(Bucket="mlflow-artifacts")
             for o in page.get("Contents", [])]
     assert any(k.endswith("MLmodel") for k in keys)
