@@ -12,15 +12,16 @@ export TOKENIZERS_PARALLELISM := false
 
 MONTH ?= 2026-01
 
-.PHONY: setup run test bench-serve replay ui-mlflow ui-prefect clean repro stack-up stack-down stack-status
+.PHONY: setup run test test-fast lint bench-serve replay ui-mlflow ui-prefect clean repro stack-up stack-down stack-status
 
-$(STAMP): requirements/torch.txt requirements/main.txt requirements/test.txt pyproject.toml
+# What to install: pyproject.toml (ranges, extras); which versions: requirements/constraints.txt.
+CONSTRAINTS := requirements/constraints.txt
+$(STAMP): $(CONSTRAINTS) pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	# torch + torchvision first, in their own call, then pinned for every later call.
-	$(PIP) install -q -r requirements/torch.txt
-	$(PIP) install -q -c requirements/torch.txt -r requirements/main.txt -r requirements/test.txt
-	$(PIP) install -q -c requirements/torch.txt --no-deps -e .
+	# torch + torchvision first, in their own call, then pinned (same file) for every later call.
+	$(PIP) install -q -c $(CONSTRAINTS) torch torchvision
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -31,10 +32,18 @@ run: setup  ## ingest the bundled month, then run the monthly retraining flow
 replay: setup  ## make replay MONTH=2026-02: the next bundled month
 	$(VENV)/bin/defectqa retrain --bundled-month $(MONTH)
 
-test: setup
+lint: setup  ## ruff (config in pyproject.toml)
+	$(VENV)/bin/ruff check .
+
+test: setup lint
 	bash infra/install-browser.sh  # Debian's chromium for the browser test (no browser download)
 	bash infra/install-stack.sh    # Debian's PostgreSQL for the server-stack tests (tests/stack)
 	$(PY) -m pytest -q
+
+# Unit tests only: no tiny-model training, flow, browser or server stack (markers: pyproject.toml).
+FAST := not slow and not model and not flow and not browser and not stack
+test-fast: setup
+	$(PY) -m pytest -q -m "$(FAST)"
 
 ui-mlflow: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.defectqa/mlflow.db --host 127.0.0.1 --port 5000

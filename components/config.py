@@ -1,8 +1,11 @@
 """One typed configuration for the whole pipeline.
 
 Defaults live here; `params.yaml` (also read by DVC) overrides them, and the CLI
-overrides both with `--set section.key=value`. Every field is documented where
-it is declared, and docs/ARCHITECTURE.md says which module uses it.
+overrides both with `--set section.key=value`. Every field carries its help as data,
+`field(..., metadata={"help": ...})` (what it means, its unit, what it affects), which
+`describe` returns and `defectqa config show [SECTION]` prints; docs/ARCHITECTURE.md says
+which module uses each section. Why some defaults are what they are (measurements, history)
+is in docs/RESULTS.md, not here, so the help does not age.
 """
 from __future__ import annotations
 
@@ -16,16 +19,25 @@ from typing import Any
 CLASSES: tuple[str, ...] = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
 
 
+def _help(text: str) -> dict[str, str]:
+    """A field's metadata: its one- or two-sentence help (`describe`, `defectqa config show`)."""
+    return {"help": text}
+
+
 @dataclass
 class PathsConfig:
-    workdir: str = ".defectqa"
-    """State folder: data area (a DVC repo), MLflow SQLite + artifacts, Prefect home, models."""
-    bundled_data: str = "../shared/data/deeppcb"
-    """The bundled DeepPCB folder that `make run` replays as monthly drops."""
-    dvc_remote: str = ""
-    """DVC remote URL (s3://..., /mnt/share/...); empty = a local folder `<workdir>/dvc-remote`."""
-    tracking_uri: str = ""
-    """MLflow tracking URI; empty = $MLFLOW_TRACKING_URI or sqlite:///<workdir>/mlflow.db."""
+    workdir: str = field(default=".defectqa", metadata=_help(
+        "State folder, relative to where the command runs: the data area (a DVC repo), the MLflow SQLite database "
+        "and artifacts, the Prefect home, the run folders and the models."))
+    bundled_data: str = field(default="../shared/data/deeppcb", metadata=_help(
+        "The bundled DeepPCB folder that `make run` (`retrain --bundled-month`) replays as monthly drops; also the "
+        "held-out data `defectqa ablate` reads by default."))
+    dvc_remote: str = field(default="", metadata=_help(
+        "DVC remote URL (s3://..., /mnt/share/...) every accepted dataset version is pushed to; empty = a local "
+        "folder `<workdir>/dvc-remote`."))
+    tracking_uri: str = field(default="", metadata=_help(
+        "MLflow tracking URI of the runs and the model registry; empty = $MLFLOW_TRACKING_URI, else "
+        "sqlite:///<workdir>/mlflow.db."))
 
     @property
     def root(self) -> Path:
@@ -42,7 +54,13 @@ class PathsConfig:
 
     @property
     def runs_dir(self) -> Path:
+        """The flow's run folders, one per dataset version and training config (pipeline.run_key)."""
         return self.root / "runs"
+
+    @property
+    def pipeline_dir(self) -> Path:
+        """The one run folder `defectqa stage NAME` (and so `dvc repro`) works in."""
+        return self.root / "pipeline"
 
     def mlflow_uri(self) -> str:
         return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
@@ -50,174 +68,240 @@ class PathsConfig:
 
 @dataclass
 class DataConfig:
-    classes: tuple[str, ...] = CLASSES
-    """Defect vocabulary; DeepPCB type k (1-based) is classes[k-1]."""
-    image_size: int = 640
-    """Expected side of every board image in pixels (DeepPCB scans are 640 x 640)."""
-    max_bad_share: float = 0.2
-    """A drop with a larger share of quarantined rows stops the flow."""
-    drift_tolerance: float = 0.15
-    """Largest allowed change of a class's share of boxes vs the previous month."""
-    holdout_groups: tuple[str, ...] = ("group92000",)
-    """Board groups never trained on: the evaluation / gate set."""
-    calib_groups: tuple[str, ...] = ("group77000",)
-    """Board groups kept out of training to fit the confidence calibration."""
-    holdout_share: float = 0.2
-    """For drops whose groups are not listed above: share of groups held out (by stable hash)."""
+    classes: tuple[str, ...] = field(default=CLASSES, metadata=_help(
+        "Defect vocabulary, comma-separated: DeepPCB type k (1-based) is classes[k-1]. Validation refuses other "
+        "class names, and the model's class tokens and answers use these."))
+    image_size: int = field(default=640, metadata=_help(
+        "Expected side of every board image, in pixels (DeepPCB scans are 640 x 640): validation quarantines "
+        "images of another size and boxes outside it."))
+    max_bad_share: float = field(default=0.2, metadata=_help(
+        "Largest share (0-1) of a drop's rows validation may quarantine; a drop with a larger share is rejected "
+        "whole and stops the flow."))
+    drift_tolerance: float = field(default=0.15, metadata=_help(
+        "Largest change (0-1, absolute) of a class's share of boxes vs the previous accepted month before the "
+        "drift report flags it; a warning, never a stop."))
+    holdout_groups: tuple[str, ...] = field(default=("group92000",), metadata=_help(
+        "Board groups never trained on (comma-separated): the held-out evaluation set the gate judges."))
+    calib_groups: tuple[str, ...] = field(default=("group77000",), metadata=_help(
+        "Board groups kept out of training to fit the confidence calibration (comma-separated); also the "
+        "language model's boards when train.lm_split=calib."))
+    holdout_share: float = field(default=0.2, metadata=_help(
+        "For drops whose groups are not listed above: share (0-1) of groups held out for evaluation, chosen by a "
+        "stable hash of the group name."))
 
 
 @dataclass
 class QAConfig:
-    seed: int = 0
-    phrasings_per_kind: int = 2
-    """How many phrasings of each question kind are sampled per image."""
-    template_share: float = 1.0
-    """Share of images whose defect-free template also yields 'no defects' QA pairs."""
-    rejected_per_chosen: int = 1
-    """DPO preference pairs made per chosen answer."""
-    out_of_scope_share: float = 0.5
-    """Chance, per image and round of phrasings, of one question not about defects ("What is the
-    weather?"), which the model learns to decline."""
-    embellish_share: float = 0.25
-    """Share of training questions typed as people also type them: a lead ("hey,"), a filler phrase
-    ("in this image"), lower case, no question mark (qa/generate.embellish)."""
+    seed: int = field(default=0, metadata=_help(
+        "Random seed of the QA generation: which questions, phrasings and templates each image gets (the DPO "
+        "preference pairs use seed + 1)."))
+    phrasings_per_kind: int = field(default=2, metadata=_help(
+        "How many phrasings of each question kind are sampled per image; more gives SFT and DPO more rows."))
+    template_share: float = field(default=1.0, metadata=_help(
+        "Share (0-1) of images whose defect-free template also yields 'no defects' QA pairs."))
+    rejected_per_chosen: int = field(default=1, metadata=_help(
+        "DPO preference pairs made per chosen (correct) answer, each with a generated wrong answer as rejected."))
+    out_of_scope_share: float = field(default=0.5, metadata=_help(
+        "Chance (0-1), per image and round of phrasings, of one question not about defects (\"What is the "
+        "weather?\"), which the model learns to decline."))
+    embellish_share: float = field(default=0.25, metadata=_help(
+        "Share (0-1) of training questions typed as people also type them: a lead (\"hey,\"), a filler phrase "
+        "(\"in this image\"), lower case, no question mark (qa/generate.embellish)."))
 
 
 @dataclass
 class ModelConfig:
-    base: str = ""
-    """Empty = build the small embedded Qwen3-VL from config; else a local checkpoint folder."""
-    input_size: int = 448
-    """Side of the fused model input (test, template, |diff|) in pixels."""
-    text_hidden: int = 256
-    text_layers: int = 4
-    text_heads: int = 4
-    vision_hidden: int = 128
-    vision_depth: int = 4
-    vision_heads: int = 4
-    patch_size: int = 16
-    max_regions: int = 16
-    """At most this many spatial-branch candidates are shown to the language model."""
-    region_floor: float = 0.15
-    """Candidates scoring below this never reach the language model."""
-    head_channels: int = 128
-    refine: bool = True
-    """Failure-aware refinement: a second stage re-checks every candidate's class (or "none")."""
-    refine_floor: float = 0.05
-    """Candidates down to this head score go to the refiner (it decides; region_floor then applies)."""
-    refine_crop: int = 32
-    """Side in pixels the refiner's crop of each candidate is resampled to."""
-    refine_context: float = 2.0
-    """The refiner's crop is this many times the candidate box's longer side (24 model pixels at least)."""
-    refine_max_side: float = 160.0
-    """Largest refiner window, model pixels: room for a long open (120 px on a 640-px board) and its ends."""
-    refine_nms_iou: float = 0.5
-    """After the refiner corrects the boxes, of candidates overlapping by more IoU only the surest stays."""
-    refine_passes: int = 3
-    """Times the refiner re-checks the survivors on windows around their corrected boxes (>= 1)."""
-    refine_merge_touching: bool = True
-    """Same-class boxes that follow one another end to end become one (a long open proposed twice)."""
-    refine_merge_gap: float = 2.0
-    """...when at most this many model pixels apart..."""
-    refine_merge_overlap: float = 0.5
-    """...if, across the direction they follow one another in, they overlap by this share of the narrower."""
+    base: str = field(default="", metadata=_help(
+        "Empty = build the small embedded Qwen3-VL from the sizes below, with random weights; else a local "
+        "checkpoint folder to start from (no hub access)."))
+    input_size: int = field(default=448, metadata=_help(
+        "Side, in pixels, of the fused model input (test, template, |diff|) every board is resized to; with "
+        "patch_size it sets the heatmap grid."))
+    text_hidden: int = field(default=256, metadata=_help(
+        "Width of the embedded language model's hidden states (its MLP is 4x this; the vision tower's output is "
+        "projected to it). Not used with model.base."))
+    text_layers: int = field(default=4, metadata=_help(
+        "Number of transformer layers of the embedded language model. Not used with model.base."))
+    text_heads: int = field(default=4, metadata=_help(
+        "Attention heads of the embedded language model; text_hidden / text_heads is the head size. Not used "
+        "with model.base."))
+    vision_hidden: int = field(default=128, metadata=_help(
+        "Width of the embedded vision tower's hidden states (its MLP is 4x this). Not used with model.base."))
+    vision_depth: int = field(default=4, metadata=_help(
+        "Number of transformer blocks of the embedded vision tower. Not used with model.base."))
+    vision_heads: int = field(default=4, metadata=_help(
+        "Attention heads of the embedded vision tower. Not used with model.base."))
+    patch_size: int = field(default=16, metadata=_help(
+        "Side, in input pixels, of one vision patch: the heatmap head predicts on an (input_size / patch_size) "
+        "square grid, one cell per patch."))
+    max_regions: int = field(default=16, metadata=_help(
+        "At most this many spatial-branch candidates (regions) are shown to the language model per board; the "
+        "tokenizer has one region token for each."))
+    region_floor: float = field(default=0.15, metadata=_help(
+        "Candidates whose score (0-1, after the refiner when it is on) is below this never reach the language "
+        "model."))
+    head_channels: int = field(default=128, metadata=_help(
+        "Channels of the heatmap head's convolutional trunk, which predicts each class's heatmap, the sub-cell "
+        "offset and the box size per patch."))
+    refine: bool = field(default=True, metadata=_help(
+        "Failure-aware refinement: a second stage re-checks every candidate's class (or \"none\") and corrects "
+        "its box before the language model sees it."))
+    refine_floor: float = field(default=0.05, metadata=_help(
+        "Candidates down to this head score (0-1) go to the refiner, which decides; region_floor then applies "
+        "to its scores."))
+    refine_crop: int = field(default=32, metadata=_help(
+        "Side, in pixels, the refiner's crop of each candidate is resampled to."))
+    refine_context: float = field(default=2.0, metadata=_help(
+        "The refiner's window is this many times the candidate box's longer side (24 model pixels at least, "
+        "refine_max_side at most)."))
+    refine_max_side: float = field(default=160.0, metadata=_help(
+        "Largest side of the refiner's window, in model pixels: room for a long open and its ends."))
+    refine_nms_iou: float = field(default=0.5, metadata=_help(
+        "After the refiner corrects the boxes, of candidates overlapping by more than this IoU only the surest "
+        "stays."))
+    refine_passes: int = field(default=3, metadata=_help(
+        "Times the refiner re-checks the survivors on windows around their corrected boxes (>= 1)."))
+    refine_merge_touching: bool = field(default=True, metadata=_help(
+        "Same-class boxes that follow one another end to end become one (a long open proposed twice); see "
+        "refine_merge_gap and refine_merge_overlap."))
+    refine_merge_gap: float = field(default=2.0, metadata=_help(
+        "With refine_merge_touching: boxes end to end merge only when at most this many model pixels apart."))
+    refine_merge_overlap: float = field(default=0.5, metadata=_help(
+        "With refine_merge_touching: boxes end to end merge only if, across the direction they follow one "
+        "another in, they overlap by at least this share (0-1) of the narrower one."))
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
-    threads: int = 2
-    spatial_minutes: float = 13.0
-    """Wall-clock budget of the spatial-branch training (vision tower + heatmap head)."""
-    spatial_max_epochs: int = 60
-    spatial_batch: int = 8
-    spatial_lr: float = 1e-3
-    lm_split: str = "train"
-    """Boards the language model learns on (SFT, DPO): 'calib' = groups the spatial branch
-    never trained on, so the region scores it sees match those on new boards; 'train'
-    = the spatial branch's own boards (overfit, confident scores). Empty calib -> train."""
-    warmup_steps: int = 1200
-    """Text-only steps that teach the from-scratch language model its rules before SFT (0 = skip)."""
-    warmup_batch: int = 16
-    warmup_lr: float = 2e-3
-    warmup_word_dropout: float = 0.1
-    """Chance, per question word that does not say what is asked (train/warmup.key_words), that the
-    warm-up shows it as [UNK], so words training never saw do not change the reading."""
-    sft_epochs: float = 1.0
-    sft_max_steps: int = 150
-    sft_batch: int = 8
-    sft_lr: float = 5e-4
-    sft_lora: bool = False
-    """LoRA for SFT: off for the from-scratch default (random weights), on for a real checkpoint."""
-    dpo_max_steps: int = 60
-    dpo_batch: int = 4
-    dpo_lr: float = 5e-5
-    dpo_beta: float = 0.1
-    lora_r: int = 16
-    lora_alpha: int = 32
-    bf16: bool = False
-    """bf16 autocast for the spatial stage; off: torch 2.14's CPU SDPA backward is ~40x slower in bf16."""
-    spatial_template_share: float = 0.1
-    """Share of boards whose defect-free template joins spatial training as a negative."""
-    spatial_no_template_share: float = 0.25
-    """Share of boards that also join the spatial branch's and the refiner's training fused with
-    no template, each with its template alone as a negative, so no-template mode works too."""
-    refine_views: int = 1
-    """Refiner training: dihedral copies of each training board the spatial branch proposes on."""
-    refine_epochs: int = 4
-    refine_batch: int = 128
-    refine_lr: float = 2e-3
-    """Peak learning rate of the refiner (one-cycle)."""
-    refine_box_weight: float = 1.0
-    """Weight of the refiner's box regression (smooth L1, window units) against its class loss."""
-    refine_jitter: int = 4
-    """Extra box-only examples per training defect: its box shifted and resized at random, as the
-    head's short or off-centre candidates and the refiner's own later passes present it."""
-    refine_jitter_shift: float = 0.3
-    """Largest shift of a jittered box's centre, as a share of the defect's width/height."""
-    refine_jitter_min_scale: float = 0.4
-    """Smallest factor each side of a jittered box is scaled by (the head sizes long defects short)."""
-    refine_jitter_max_scale: float = 1.3
-    """Largest factor each side of a jittered box is scaled by."""
+    seed: int = field(default=0, metadata=_help(
+        "Random seed of training: model initialisation, the spatial, refiner, warm-up, SFT and DPO loops, and "
+        "which rows SFT and DPO sample."))
+    threads: int = field(default=2, metadata=_help(
+        "Torch CPU threads, set when the spatial stage starts (process-wide: the later stages of the same "
+        "process keep it); match the machine's cores."))
+    spatial_minutes: float = field(default=13.0, metadata=_help(
+        "Wall-clock budget, in minutes, of the spatial-branch training (vision tower + heatmap head); its "
+        "learning rate decays over this budget, so the steps made depend on the machine's speed."))
+    spatial_max_epochs: int = field(default=60, metadata=_help(
+        "The spatial-branch training also stops after this many passes over its boards, if that comes before "
+        "spatial_minutes."))
+    spatial_batch: int = field(default=8, metadata=_help(
+        "Fused boards per step of the spatial-branch training."))
+    spatial_lr: float = field(default=1e-3, metadata=_help(
+        "Peak AdamW learning rate of the spatial-branch training (cosine decay to 5 % of it over "
+        "spatial_minutes)."))
+    lm_split: str = field(default="train", metadata=_help(
+        "Boards the language model learns on (SFT, DPO): 'calib' = groups the spatial branch never trained on, "
+        "so the region scores it sees match those on new boards; 'train' = the spatial branch's own boards "
+        "(overfit, confident scores). Empty calib -> train."))
+    warmup_steps: int = field(default=1200, metadata=_help(
+        "Text-only steps that teach the from-scratch language model its rules before SFT (0 = skip; skipped "
+        "anyway with sft_lora)."))
+    warmup_batch: int = field(default=16, metadata=_help(
+        "Text-only rows per warm-up step."))
+    warmup_lr: float = field(default=2e-3, metadata=_help(
+        "Peak AdamW learning rate of the warm-up (one-cycle over warmup_steps)."))
+    warmup_word_dropout: float = field(default=0.1, metadata=_help(
+        "Chance (0-1), per question word that does not say what is asked (train/warmup.key_words), that the "
+        "warm-up shows it as [UNK], so words training never saw do not change the reading."))
+    sft_epochs: float = field(default=1.0, metadata=_help(
+        "Passes over the SFT rows; the steps are epochs x rows / sft_batch, at most sft_max_steps."))
+    sft_max_steps: int = field(default=150, metadata=_help(
+        "Most SFT optimizer steps; SFT also samples at most sft_max_steps x sft_batch rows."))
+    sft_batch: int = field(default=8, metadata=_help(
+        "SFT rows (question-answer pairs on fused boards) per step."))
+    sft_lr: float = field(default=5e-4, metadata=_help(
+        "Peak learning rate of SFT (trl; cosine schedule with a short warm-up)."))
+    sft_lora: bool = field(default=False, metadata=_help(
+        "LoRA for SFT (and no text-only warm-up): off for the from-scratch default (random weights), on for a "
+        "real checkpoint (model.base)."))
+    dpo_max_steps: int = field(default=60, metadata=_help(
+        "DPO optimizer steps; DPO also samples at most dpo_max_steps x dpo_batch preference pairs."))
+    dpo_batch: int = field(default=4, metadata=_help(
+        "DPO preference pairs per step."))
+    dpo_lr: float = field(default=5e-5, metadata=_help(
+        "Peak learning rate of DPO (trl; cosine schedule with a short warm-up)."))
+    dpo_beta: float = field(default=0.1, metadata=_help(
+        "DPO beta: how strongly the policy is kept near the SFT model (larger = closer)."))
+    lora_r: int = field(default=16, metadata=_help(
+        "LoRA rank on the language model's attention and MLP projections: DPO always trains a LoRA adapter "
+        "(merged after), SFT only with train.sft_lora."))
+    lora_alpha: int = field(default=32, metadata=_help(
+        "LoRA scaling alpha (the adapter's update is scaled by alpha / lora_r), for DPO and LoRA SFT."))
+    bf16: bool = field(default=False, metadata=_help(
+        "bf16 autocast for the spatial-branch training; off by default because CPU attention backward is far "
+        "slower in bf16 (docs/RESULTS.md, \"Why some defaults are what they are\")."))
+    spatial_template_share: float = field(default=0.1, metadata=_help(
+        "Share (0-1) of boards whose defect-free template joins spatial training as a negative."))
+    spatial_no_template_share: float = field(default=0.25, metadata=_help(
+        "Share (0-1) of boards that also join the spatial branch's and the refiner's training fused with no "
+        "template, each with its template alone as a negative, so no-template mode works too."))
+    refine_views: int = field(default=1, metadata=_help(
+        "Refiner training: dihedral copies of each training board the spatial branch proposes on."))
+    refine_epochs: int = field(default=4, metadata=_help(
+        "Passes of the refiner training over its collected examples."))
+    refine_batch: int = field(default=128, metadata=_help(
+        "Refiner examples (candidate crops) per step; fewer examples than one batch leave the refiner as "
+        "initialised."))
+    refine_lr: float = field(default=2e-3, metadata=_help(
+        "Peak AdamW learning rate of the refiner (one-cycle)."))
+    refine_box_weight: float = field(default=1.0, metadata=_help(
+        "Weight of the refiner's box regression (smooth L1, window units) against its class loss."))
+    refine_jitter: int = field(default=4, metadata=_help(
+        "Extra box-only examples per training defect: its box shifted and resized at random, as the head's "
+        "short or off-centre candidates and the refiner's own later passes present it."))
+    refine_jitter_shift: float = field(default=0.3, metadata=_help(
+        "Largest shift of a jittered box's centre, as a share of the defect's width/height."))
+    refine_jitter_min_scale: float = field(default=0.4, metadata=_help(
+        "Smallest factor each side of a jittered box is scaled by (the head sizes long defects short)."))
+    refine_jitter_max_scale: float = field(default=1.3, metadata=_help(
+        "Largest factor each side of a jittered box is scaled by."))
 
 
 @dataclass
 class EvalConfig:
-    question: str = "Describe all defects on this board."
-    """The describe-all question of every image: the headline figures (F1, count, ECE, ...) are its answers'."""
-    question_suite: bool = True
-    """Also ask every image the held-out question suite (evaluation/questions.py: each kind, per-kind figures)."""
-    suite_max_images: int = 0
-    """0 = the suite asks every evaluated board and template; else only the first this many boards."""
-    suite_seed: int = 0
-    """Seeds which held-out wording, class and area each image is asked (deterministic per image id)."""
-    max_images: int = 0
-    """0 = all images of the evaluation folder."""
-    iou: float = 0.33
-    """DeepPCB's matching rule: same class and IoU >= this."""
-    ece_bins: int = 10
-    batch_size: int = 8
-    """Boards answered per generate call when scoring (same question, so no padding)."""
-    latency_samples: int = 20
-    """Single-request asks timed for latency_p50_s / latency_p95_s (what an inspector waits)."""
-    report_overlays: int = 12
-    """How many overlay pictures the HTML report embeds."""
-    blur_check_sigma: float = 1.5
-    """Blur-consistency check: Gaussian sigma (original pixels) of the blurred copy asked alongside each board."""
-    blur_check_iou: float = 0.3
-    """Blur-consistency check: a detection is kept if the blurred copy has one with at least this IoU."""
-    blur_check_same_class: bool = False
-    """Blur-consistency check: the blurred copy's defect must also be of the same class. Off: blur
-    erases what tells a mousebite from an open (or a spur from a short), so real defects whose
-    class flips under blur would be dropped; the check is about whether a defect is there."""
-    robust_noise_std: float = 12.0
-    """Robustness: std of the added Gaussian noise, in grey levels (0-255)."""
-    robust_blur_sigma: float = 2.0
-    """Robustness: sigma (original pixels) of the Gaussian blur."""
-    robust_brightness: float = 0.6
-    """Robustness: brightness factor (PIL ImageEnhance; 1 = unchanged; DeepPCB scans are near binary, so darken)."""
-    robust_jpeg_quality: int = 25
-    """Robustness: JPEG quality the board is re-encoded at (1-95)."""
+    question: str = field(default="Describe all defects on this board.", metadata=_help(
+        "The describe-all question asked of every image: the headline figures (F1, count, ECE, ...) are its "
+        "answers'; calibration asks it too."))
+    question_suite: bool = field(default=True, metadata=_help(
+        "Also ask every image the held-out question suite (evaluation/questions.py: each kind, per-kind "
+        "figures the gate judges)."))
+    suite_max_images: int = field(default=0, metadata=_help(
+        "0 = the suite asks every evaluated board and template; else only the first this many boards."))
+    suite_seed: int = field(default=0, metadata=_help(
+        "Seeds which held-out wording, class and area each image is asked (deterministic per image id)."))
+    max_images: int = field(default=0, metadata=_help(
+        "Evaluate (and fit the calibration on) only the first this many boards of a folder (0 = all)."))
+    iou: float = field(default=0.33, metadata=_help(
+        "DeepPCB's matching rule: a reported defect matches a true one of the same class with IoU >= this; "
+        "also used to label the refiner's and the language model's training regions."))
+    ece_bins: int = field(default=10, metadata=_help(
+        "Equal-width confidence bins over [0, 1] of the reliability table the ECE is computed from (evaluation "
+        "and the calibration stage's before/after figures)."))
+    batch_size: int = field(default=8, metadata=_help(
+        "Boards answered per generate call when scoring (same question, so no padding)."))
+    latency_samples: int = field(default=20, metadata=_help(
+        "Single-request asks timed for latency_p50_s / latency_p95_s (what an inspector waits)."))
+    report_overlays: int = field(default=12, metadata=_help(
+        "How many overlay pictures the HTML report embeds."))
+    blur_check_sigma: float = field(default=1.5, metadata=_help(
+        "Blur-consistency check: Gaussian sigma, in original pixels, of the blurred copy asked alongside each "
+        "board."))
+    blur_check_iou: float = field(default=0.3, metadata=_help(
+        "Blur-consistency check: a detection is kept if the blurred copy has one with at least this IoU."))
+    blur_check_same_class: bool = field(default=False, metadata=_help(
+        "Blur-consistency check: the blurred copy's defect must also be of the same class. Off: blur erases what "
+        "tells a mousebite from an open (or a spur from a short), so real defects whose class flips would be "
+        "dropped; the check is about whether a defect is there."))
+    robust_noise_std: float = field(default=12.0, metadata=_help(
+        "Robustness: std of the added Gaussian noise, in grey levels (0-255)."))
+    robust_blur_sigma: float = field(default=2.0, metadata=_help(
+        "Robustness: sigma, in original pixels, of the Gaussian blur."))
+    robust_brightness: float = field(default=0.6, metadata=_help(
+        "Robustness: brightness factor (PIL ImageEnhance; 1 = unchanged; DeepPCB scans are near binary, so "
+        "darken)."))
+    robust_jpeg_quality: int = field(default=25, metadata=_help(
+        "Robustness: JPEG quality the board is re-encoded at (1-95)."))
 
 
 @dataclass
@@ -227,84 +311,108 @@ class GateConfig:
     inspector's 2 s. The question suite's thresholds are the targets of the issue that built it
     (every kind of question answered right), met with a margin by the first model that reached
     them (README, "Every question an inspector asks")."""
-    min_f1_iou33: float = 0.93
-    max_center_rmse_px: float = 5.5
-    max_hallucination_rate: float = 0.02
-    max_latency_p95_s: float = 2.0
-    min_count_exact: float = 0.90
-    max_ece: float = 0.03
-    max_template_false_alarm: float = 0.01
-    max_parse_failure_rate: float = 0.001
-    """Grammar-constrained decoding makes every answer parse; below 1,000 answers one failure fails."""
-    min_answer_f1_locate: float = 0.90
-    """Answer F1 of "where is the <class>?" questions (held-out wordings, the asked class's boxes)."""
-    min_answer_f1_exists: float = 0.90
-    """Answer F1 of "is there a <class>?" questions."""
-    min_answer_f1_count_class: float = 0.90
-    """Answer F1 of "how many <class>?" questions."""
-    min_answer_f1_spatial: float = 0.90
-    """Answer F1 of "any defects in the <area>?" questions (the boxes centred in that area)."""
-    min_count_exact_count_class: float = 0.90
-    """Share of "how many <class>?" answers with exactly the right number."""
-    max_false_none_rate: float = 0.02
-    """Share of questions answered "none found" while the asked class / area has a defect."""
-    min_question_read_accuracy: float = 0.97
-    """Share of questions whose reading (classes or all, count or list, area, out of scope) is right."""
-    primary_metric: str = "f1_iou33"
-    """The figure a candidate must improve or hold against the champion (same boards) to win."""
+    min_f1_iou33: float = field(default=0.93, metadata=_help(
+        "The candidate's describe-all F1 (same class, IoU >= eval.iou) on the held-out boards must be above "
+        "this (0-1)."))
+    max_center_rmse_px: float = field(default=5.5, metadata=_help(
+        "RMS distance, in original pixels, between matched reported and true box centres must be below this."))
+    max_hallucination_rate: float = field(default=0.02, metadata=_help(
+        "Share (0-1) of reported defects that overlap no true defect of any class must be below this."))
+    max_latency_p95_s: float = field(default=2.0, metadata=_help(
+        "95th-percentile seconds of a single ask (eval.latency_samples timed asks) must be below this: the "
+        "inspector's wait."))
+    min_count_exact: float = field(default=0.90, metadata=_help(
+        "Share (0-1) of held-out boards whose describe-all answer has exactly the true number of defects must "
+        "be above this."))
+    max_ece: float = field(default=0.03, metadata=_help(
+        "Expected calibration error of the reported confidences (eval.ece_bins bins) must be below this."))
+    max_template_false_alarm: float = field(default=0.01, metadata=_help(
+        "Share (0-1) of defect-free templates on which anything is reported must be below this."))
+    max_parse_failure_rate: float = field(default=0.001, metadata=_help(
+        "Share (0-1) of answers that do not parse must be below this; grammar-constrained decoding makes every "
+        "answer parse, and below 1,000 answers one failure fails."))
+    min_answer_f1_locate: float = field(default=0.90, metadata=_help(
+        "Answer F1 of \"where is the <class>?\" questions (held-out wordings, the asked class's boxes) must be "
+        "above this."))
+    min_answer_f1_exists: float = field(default=0.90, metadata=_help(
+        "Answer F1 of \"is there a <class>?\" questions must be above this."))
+    min_answer_f1_count_class: float = field(default=0.90, metadata=_help(
+        "Answer F1 of \"how many <class>?\" questions must be above this."))
+    min_answer_f1_spatial: float = field(default=0.90, metadata=_help(
+        "Answer F1 of \"any defects in the <area>?\" questions (the boxes centred in that area) must be above "
+        "this."))
+    min_count_exact_count_class: float = field(default=0.90, metadata=_help(
+        "Share (0-1) of \"how many <class>?\" answers with exactly the right number must be above this."))
+    max_false_none_rate: float = field(default=0.02, metadata=_help(
+        "Share (0-1) of questions answered \"none found\" while the asked class / area has a defect must be "
+        "below this."))
+    min_question_read_accuracy: float = field(default=0.97, metadata=_help(
+        "Share (0-1) of questions whose reading (classes or all, count or list, area, out of scope) is right "
+        "must be above this."))
+    primary_metric: str = field(default="f1_iou33", metadata=_help(
+        "The figure a candidate must improve or hold against the champion (same boards) to win."))
     champion_margins: dict[str, float] = field(default_factory=lambda: dict(
         f1_iou33=0.02, center_rmse_px=0.5, hallucination_rate=0.01, count_exact=0.05, template_false_alarm=0.01,
         answer_f1_locate=0.05, answer_f1_exists=0.05, answer_f1_count_class=0.05, answer_f1_spatial=0.05,
-        count_exact_count_class=0.05, false_none_rate=0.02, question_read_accuracy=0.02))
-    """Non-inferiority margin per figure, in its units: how much worse than the champion's, at the
-    pessimistic end of the paired interval, a candidate may be (registry/gate.py). Each is wider
-    than the interval's half-width on the 111 held-out boards (month-2 replay: count exact 0.036,
-    locate F1 0.049, F1 0.014, false none 0.010, reading 0.007), else a model exactly as good
-    as the champion could never pass. Set per key: --set gate.champion_margins=count_exact:0.04."""
-    bootstrap_draws: int = 2000
-    """Resamples of the shared boards for the paired intervals."""
-    bootstrap_level: float = 0.9
-    """Two-sided level of the paired intervals (0.9: each end is a 5 % one-sided bound)."""
-    bootstrap_seed: int = 0
+        count_exact_count_class=0.05, false_none_rate=0.02, question_read_accuracy=0.02), metadata=_help(
+        "Non-inferiority margin per figure, in its units: how much worse than the champion's, at the pessimistic "
+        "end of the paired interval, a candidate may be (registry/gate.py); each must be wider than the "
+        "interval's half-width, else a model exactly as good as the champion could never pass. Set per key: "
+        "--set gate.champion_margins=count_exact:0.04."))
+    bootstrap_draws: int = field(default=2000, metadata=_help(
+        "Resamples of the shared boards for the paired candidate-vs-champion intervals."))
+    bootstrap_level: float = field(default=0.9, metadata=_help(
+        "Two-sided level of the paired intervals (0.9: each end is a 5 % one-sided bound)."))
+    bootstrap_seed: int = field(default=0, metadata=_help(
+        "Random seed of the paired bootstrap, so the same two models get the same verdict."))
 
 
 @dataclass
 class ServeConfig:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_upload_mb: float = 10.0
-    """Largest accepted image upload (each of board and template)."""
-    max_pixels: int = 4096 * 4096
-    """Largest accepted image area; DeepPCB boards are 640 x 640."""
-    max_question_chars: int = 500
-    reload_interval_s: float = 10.0
-    """How often the service checks the registry for a newly promoted champion."""
-    max_batch: int = 8
-    """Most concurrent requests answered together in one model call (1: one request per call)."""
-    batch_wait_ms: float = 5.0
-    """How long a request that finds the model idle waits for others to join its batch."""
-    blur_check: bool = False
-    """Answer with the blur-consistency check (eval.blur_check_*). Off: on the held-out boards it
-    removes nothing the model reports (docs/RESULTS.md, rows "+int8 (served)" and "+blur check
-    (option)"), while the blurred copy's regions add ~0.17 s per board, which puts the service's
-    p95 at 4 concurrent requests over 2 s (README). The flow's evaluation (and so the gate)
-    judges candidates the way they are served."""
+    host: str = field(default="127.0.0.1", metadata=_help(
+        "Address `defectqa serve` listens on (--host overrides); 127.0.0.1 = this machine only."))
+    port: int = field(default=8000, metadata=_help(
+        "TCP port `defectqa serve` listens on (--port overrides)."))
+    max_upload_mb: float = field(default=10.0, metadata=_help(
+        "Largest accepted image upload, in MB, of each of board and template; larger ones get HTTP 413."))
+    max_pixels: int = field(default=4096 * 4096, metadata=_help(
+        "Largest accepted image area, in pixels (DeepPCB boards are 640 x 640); larger ones get HTTP 413."))
+    max_question_chars: int = field(default=500, metadata=_help(
+        "Longest accepted question, in characters; longer ones get HTTP 400."))
+    reload_interval_s: float = field(default=10.0, metadata=_help(
+        "How often, in seconds, the service checks the registry for a newly promoted champion."))
+    max_batch: int = field(default=8, metadata=_help(
+        "Most concurrent requests answered together in one model call (1: one request per call)."))
+    batch_wait_ms: float = field(default=5.0, metadata=_help(
+        "How long, in milliseconds, a request that finds the model idle waits for others to join its batch."))
+    blur_check: bool = field(default=False, metadata=_help(
+        "Answer with the blur-consistency check (eval.blur_check_*): each board is also asked as a blurred copy, "
+        "which costs latency; the flow's evaluation, and so the gate, judges candidates as served. Why it is off: "
+        "docs/RESULTS.md, \"Why some defaults are what they are\"."))
 
 
 @dataclass
 class Config:
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    qa: QAConfig = field(default_factory=QAConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
-    serve: ServeConfig = field(default_factory=ServeConfig)
-    registered_model: str = "defect-vlm"
-    """Name of the model in the MLflow registry (aliases champion / challenger)."""
-    experiment: str = "defectqa"
-    """MLflow experiment the runs are kept in."""
+    paths: PathsConfig = field(default_factory=PathsConfig, metadata=_help(
+        "Where state lives: work folder, bundled data, DVC remote, MLflow tracking."))
+    data: DataConfig = field(default_factory=DataConfig, metadata=_help(
+        "What a drop must look like and how its boards are split into train / calib / held-out."))
+    qa: QAConfig = field(default_factory=QAConfig, metadata=_help(
+        "How boxes become question-answer and preference pairs."))
+    model: ModelConfig = field(default_factory=ModelConfig, metadata=_help(
+        "The model's sizes, its spatial head and its refiner."))
+    train: TrainConfig = field(default_factory=TrainConfig, metadata=_help(
+        "Spatial branch, refiner, warm-up, SFT and DPO training."))
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata=_help(
+        "How a model is evaluated: questions, matching, latency, blur check, robustness."))
+    gate: GateConfig = field(default_factory=GateConfig, metadata=_help(
+        "What a candidate must reach, and how it is compared with the champion, to be promoted."))
+    serve: ServeConfig = field(default_factory=ServeConfig, metadata=_help(
+        "The inspector's web service: address, input limits, batching, champion reloads."))
+    registered_model: str = field(default="defect-vlm", metadata=_help(
+        "Name of the model in the MLflow registry (aliases champion / challenger)."))
+    experiment: str = field(default="defectqa", metadata=_help(
+        "MLflow experiment the runs are kept in."))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -385,3 +493,33 @@ def load(params_file: str | Path | None = "params.yaml", overrides: list[str] | 
 
 def dumps(cfg: Config) -> str:
     return json.dumps(cfg.to_dict(), indent=2, default=str)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def sections() -> tuple[str, ...]:
+    """The names of the config's sections (paths, data, ...), in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(_default(f)))
+
+
+def describe(cfg: Config, section: str | None = None) -> list[dict[str, Any]]:
+    """Every key of cfg (or of one section) as {key, value, default, type, help}, in declaration
+    order: `section.key` for section fields, the bare name for top-level ones (all sections only)."""
+    names = sections()
+    if section is not None and section not in names:
+        raise ValueError(f"unknown config section {section!r}; sections: {', '.join(names)}")
+    rows: list[dict[str, Any]] = []
+    for f in dataclasses.fields(cfg):
+        if f.name in names:
+            if section in (None, f.name):
+                part = getattr(cfg, f.name)
+                rows += [_row(f"{f.name}.{g.name}", g, getattr(part, g.name)) for g in dataclasses.fields(part)]
+        elif section is None:
+            rows.append(_row(f.name, f, getattr(cfg, f.name)))
+    return rows
+
+
+def _row(key: str, f: dataclasses.Field, value: Any) -> dict[str, Any]:
+    return {"key": key, "value": value, "default": _default(f), "type": str(f.type), "help": f.metadata.get("help", "")}

@@ -8,9 +8,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+
+from components.pipeline import STAGES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -24,8 +26,8 @@ app = typer.Typer(help="Defect-inspection VLM: retrain monthly, check, promote, 
                   pretty_exceptions_enable=False)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="YAML file of config overrides (also read by DVC).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override one config value, e.g. --set train.spatial_minutes=5. Repeatable.")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="models:/defect-vlm@champion (default), @challenger, models:/defect-vlm/3, or a model folder.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override one config value, e.g. --set train.spatial_minutes=5. Repeatable.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="models:/defect-vlm@champion (default), @challenger, models:/defect-vlm/3, or a model folder.")]
 
 
 def _cfg(params: Path, sets: list[str] | None):
@@ -55,9 +57,9 @@ def _model_dir(cfg, uri: str | None) -> Path:
 
 @app.command()
 def retrain(
-    drop: Annotated[Optional[Path], typer.Option(help="Folder of this month's drop (DeepPCB, Pascal VOC or COCO layout).")] = None,
-    month: Annotated[Optional[str], typer.Option(help="Month label of the drop, YYYY-MM.")] = None,
-    bundled_month: Annotated[Optional[str], typer.Option(help="Replay a month of the bundled DeepPCB data (2026-01, 2026-02, 2026-03).")] = None,
+    drop: Annotated[Path | None, typer.Option(help="Folder of this month's drop (DeepPCB, Pascal VOC or COCO layout).")] = None,
+    month: Annotated[str | None, typer.Option(help="Month label of the drop, YYYY-MM.")] = None,
+    bundled_month: Annotated[str | None, typer.Option(help="Replay a month of the bundled DeepPCB data (2026-01, 2026-02, 2026-03).")] = None,
     force: Annotated[bool, typer.Option(help="Train the month again even if a version is registered for it.")] = False,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
@@ -82,23 +84,16 @@ def _print_summary(summary: dict, cfg) -> None:
         typer.echo(f"{summary['month']}: {summary['status']}{version}; nothing trained.")
         return
     names = list(summary["metrics"])
-    from components.evaluation.questions import FIGURES
+    from components.evaluation.columns import COLUMNS
 
-    keys = ["f1_iou33", "precision_iou33", "recall_iou33", "map50", "center_rmse_px", "count_exact",
-            "hallucination_rate", "template_false_alarm", "ece", "parse_failure_rate", *FIGURES,
-            "latency_p50_s", "latency_p95_s", "n_images", "n_questions"]
     typer.echo("\n| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
-    for k in keys:
-        typer.echo(f"| {k} | " + " | ".join(_fmt(summary["metrics"][n].get(k)) for n in names) + " |")
+    for c in COLUMNS:
+        typer.echo(f"| {c.key} | " + " | ".join(c.cell(summary["metrics"][n].get(c.key), 4, "-") for n in names) + " |")
     verdict = "PASSED" if summary["gate_passed"] else "FAILED"
     typer.echo(f"\nGate {verdict} (judged: int8 candidate). {summary['gate']}")
     where = "promoted to @champion" if summary["promoted"] else "left as @challenger (champion unchanged)"
     typer.echo(f"Model: {cfg.registered_model} version {summary['model_version']} {where}.")
     typer.echo(f"Dataset version (DVC): {summary['dataset_version']}; MLflow run {summary['mlflow_run_id']}.")
-
-
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 @app.command()
@@ -156,12 +151,12 @@ def validate(
 def evaluate(
     data: Annotated[Path, typer.Option(help="A folder in DeepPCB layout (list file optional; unseen boards welcome).")],
     model: ModelOpt = None,
-    export: Annotated[Optional[Path], typer.Option(help="Write detections in DeepPCB result format here.")] = None,
+    export: Annotated[Path | None, typer.Option(help="Write detections in DeepPCB result format here.")] = None,
     report: Annotated[Path, typer.Option(help="Folder for report.html and metrics.json.")] = Path(".defectqa/reports/latest"),
     max_images: Annotated[int, typer.Option(help="Evaluate only the first N boards (0 = all).")] = 0,
     no_template: Annotated[bool, typer.Option("--no-template", help="The model sees each board alone (templates are still asked about as defect-free boards).")] = False,
     robustness: Annotated[bool, typer.Option("--robustness", help="Also evaluate under Gaussian noise, blur, brightness and JPEG (severities: eval.robust_*).")] = False,
-    blur_check: Annotated[Optional[bool], typer.Option("--blur-check/--no-blur-check", help="Keep only defects also found on a blurred copy (eval.blur_check_*); ~0.17 s more per board here. Default: as served (serve.blur_check, off).")] = None,
+    blur_check: Annotated[bool | None, typer.Option("--blur-check/--no-blur-check", help="Keep only defects also found on a blurred copy (eval.blur_check_*); ~0.17 s more per board here. Default: as served (serve.blur_check, off).")] = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
     """Ask the model about every board and template of a folder; print the metrics as a JSON line."""
@@ -188,9 +183,9 @@ def decisions(
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
     """Per question kind: the language model's reading and per-region decision accuracy, teacher-forced and free."""
-    from components.evaluation.decisions import measure
     from components.evaluation.run import samples_of
     from components.model.inference import Inspector
+    from components.train.decisions import measure
 
     cfg = _cfg(params, set_)
     try:
@@ -205,7 +200,7 @@ def decisions(
 @app.command()
 def ablate(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder, <workdir>/runs/<dataset version>-<config hash>.")],
-    data: Annotated[Optional[Path], typer.Option(help="DeepPCB-layout folder holding the held-out groups (default: paths.bundled_data).")] = None,
+    data: Annotated[Path | None, typer.Option(help="DeepPCB-layout folder holding the held-out groups (default: paths.bundled_data).")] = None,
     out: Annotated[Path, typer.Option(help="Markdown file to write the results to.")] = Path("docs/RESULTS.md"),
     max_images: Annotated[int, typer.Option(help="Evaluate only the first N held-out boards (0 = all).")] = 0,
     robustness: Annotated[bool, typer.Option(help="Also evaluate the served model under noise, blur, brightness and JPEG (~4 evaluations more).")] = True,
@@ -240,7 +235,7 @@ def ablate(
 def ask(
     image: Annotated[Path, typer.Argument(help="Board image to inspect.")],
     question: Annotated[str, typer.Argument(help='Plain-language question, e.g. "Where is the short circuit?"')],
-    template: Annotated[Optional[Path], typer.Option(help="The board's aligned defect-free template (recommended).")] = None,
+    template: Annotated[Path | None, typer.Option(help="The board's aligned defect-free template (recommended).")] = None,
     model: ModelOpt = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
@@ -307,8 +302,8 @@ def models(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None):
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default: serve.host, 127.0.0.1).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default: serve.port, 8000).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: serve.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: serve.port, 8000).")] = None,
     model: ModelOpt = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
@@ -323,39 +318,114 @@ def serve(
         _fail(f"{exc}\n(run `defectqa retrain` first, or pick a version: `defectqa models`)")
 
 
-STAGES = ("qa", "spatial", "sft", "dpo", "calibrate", "quantize", "evaluate")
-
-
 @app.command(hidden=False)
 def stage(
-    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(STAGES)}.")],
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(s.name for s in STAGES)}.")],
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
     """Run one pipeline stage on the accepted data into <workdir>/pipeline (what `dvc repro` calls)."""
     from components.data.split import load_accepted, split_samples
     from components.data.validate import dataset_version
     from components.evaluation.run import evaluate_model, json_line
+    from components.pipeline import RunLayout, stage as stage_named
     from components.train import stages
 
-    if name not in STAGES:
-        _fail(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    try:
+        stage_named(name)
+    except ValueError as exc:
+        _fail(str(exc))
     cfg = _cfg(params, set_)
     version = dataset_version(cfg)
     if version is None:
         _fail("no accepted data yet: run `defectqa ingest` and `defectqa validate` first")
     splits = split_samples(load_accepted(cfg), cfg)
-    run = cfg.paths.root / "pipeline"
+    run = RunLayout(cfg.paths.pipeline_dir)
     lm = stages.lm_samples(splits, cfg)
     calls = {
-        "qa": lambda: stages.make_qa(lm, cfg, run / "qa"),
-        "spatial": lambda: stages.run_spatial(splits["train"], cfg, run / "spatial", version, None, lm),
-        "sft": lambda: stages.run_sft(run / "spatial" / "model", lm, run / "qa", cfg, run / "sft"),
-        "dpo": lambda: stages.run_dpo(run / "sft" / "model", lm, run / "qa", cfg, run / "dpo"),
-        "calibrate": lambda: stages.run_calibrate(run / "dpo" / "model", splits["calib"], cfg, run / "calibrated"),
-        "quantize": lambda: stages.run_quantize(run / "calibrated" / "model", run / "int8"),
-        "evaluate": lambda: json.loads(json_line(evaluate_model(run / "int8" / "model", splits["eval"], cfg, run / "eval", "int8"))),
+        "qa": lambda: stages.make_qa(lm, cfg, run.dir("qa")),
+        "spatial": lambda: stages.run_spatial(splits["train"], cfg, run.dir("spatial"), version, None, lm),
+        "sft": lambda: stages.run_sft(run.model("spatial"), lm, run.dir("qa"), cfg, run.dir("sft")),
+        "dpo": lambda: stages.run_dpo(run.model("sft"), lm, run.dir("qa"), cfg, run.dir("dpo")),
+        "calibrate": lambda: stages.run_calibrate(run.model("dpo"), splits["calib"], cfg, run.dir("calibrate")),
+        "quantize": lambda: stages.run_quantize(run.model("calibrate"), run.dir("quantize")),
+        "evaluate": lambda: json.loads(json_line(evaluate_model(run.model("quantize"), splits["eval"], cfg, run.eval(),
+                                                                "int8"))),
     }
     typer.echo(json.dumps(calls[name](), default=str))
+
+
+@app.command("dvc-yaml")
+def dvc_yaml_command(
+    out: Annotated[Path, typer.Option(help="Where to write it.")] = Path("dvc.yaml"),
+    check: Annotated[bool, typer.Option("--check", help="Only say whether the file is up to date (exit 1 if not).")] = False,
+):
+    """Write dvc.yaml from the stage declarations (components/pipeline.py): each stage's deps and params."""
+    from components.pipeline import dvc_yaml
+
+    text = dvc_yaml()
+    if check:
+        if not out.is_file() or out.read_text() != text:
+            _fail(f"{out} is not what components/pipeline.py declares: run `defectqa dvc-yaml`")
+        typer.echo(f"{out} is up to date")
+        return
+    out.write_text(text)
+    typer.echo(f"wrote {out}")
+
+
+config_app = typer.Typer(help="Look at the configuration: every key's value, default and help.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    section: Annotated[str | None, typer.Argument(help="One section of the config (an unknown name lists them); default: every key.")] = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+):
+    """Every config key with its value (defaults, then params.yaml, then --set), its default where the value differs, and its help."""
+    from components import config
+
+    cfg = _cfg(params, set_)
+    try:
+        rows = config.describe(cfg, section)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(_config_table(rows))
+
+
+def _config_text(value) -> str:
+    """A value as `--set` and params.yaml take it: tuples and mappings comma-separated."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{v}" for k, v in value.items())
+    return '""' if value == "" else str(value)
+
+
+def _config_table(rows: list[dict], cap: int = 16) -> str:
+    """Aligned key / value / default / help columns; the default only where the value differs;
+    help wrapped to the terminal; a value or default wider than `cap` gets a line of its own."""
+    import shutil
+    import textwrap
+
+    cells = [(r["key"], _config_text(r["value"]), "" if r["value"] == r["default"] else _config_text(r["default"]),
+              r["help"]) for r in rows]
+    kw = max(len("key"), *(len(c[0]) for c in cells))
+    vw = max(len("value"), *(len(c[1]) for c in cells if len(c[1]) <= cap))
+    dw = max(len("default"), *(len(c[2]) for c in cells if len(c[2]) <= cap))
+    pad = " " * (kw + vw + dw + 6)
+    width = max(shutil.get_terminal_size().columns - len(pad), 40)
+    lines = [f"{'key':<{kw}}  {'value':<{vw}}  {'default':<{dw}}  help", f"{'-' * kw}  {'-' * vw}  {'-' * dw}  ----"]
+    for key, value, default, text in cells:
+        wrapped = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
+        if len(value) > vw or len(default) > dw:
+            lines.append(f"{key:<{kw}}  {value}" + (f"  (default: {default})" if default else ""))
+            lines += [pad + w for w in wrapped]
+        else:
+            lines.append(f"{key:<{kw}}  {value:<{vw}}  {default:<{dw}}  {wrapped[0]}")
+            lines += [pad + w for w in wrapped[1:]]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,13 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from components.config import Config
+from components.evaluation.columns import headline
+from components.pipeline import RunLayout, run_key
 from components.registry import tracking
 from components.train import stages
 from tasks import data, evaluate, registry, train
 
-GATED_MODEL = "int8"  # the gate judges what would be served
+GATED_MODEL = "int8"  # the gate judges what would be served: the quantize stage's model
 
 
 def _mlflow_logger(cfg: Config, run_id: str, stage: str):
@@ -38,29 +40,30 @@ def _train(cfg: Config, splits: dict, run_dir: str, version: str, run_id: str) -
     figures["calibrate"] = train.calibrate(splits["calib"], cfg, run_dir)
     figures["quantize"] = train.quantize(run_dir)
     for stage, values in figures.items():
-        train.log_stage(cfg, run_id, stage, {k: v for k, v in values.items() if isinstance(v, (int, float))})
+        train.log_stage(cfg, run_id, stage, headline(values))
     return figures
 
 
 def _evaluate(cfg: Config, splits: dict, run_dir: str, run_id: str, version: str) -> tuple[dict, str | None]:
     """Metrics per evaluated model, and the champion's evaluation folder (None: no champion)."""
-    run = Path(run_dir)
+    run = RunLayout(Path(run_dir))
     results = {
         # The gate judges the int8 model; fp32 is shown beside it, describe-all only (time).
-        "fp32": evaluate.evaluate(str(run / "calibrated" / "model"), splits["eval"], cfg, str(run / "eval" / "fp32"),
+        "fp32": evaluate.evaluate(str(run.model("calibrate")), splits["eval"], cfg, str(run.eval("fp32")),
                                   "candidate fp32", False, question_suite=False),
-        "int8": evaluate.evaluate(str(run / "int8" / "model"), splits["eval"], cfg, str(run / "eval" / "int8"), "candidate int8"),
+        GATED_MODEL: evaluate.evaluate(str(run.model("quantize")), splits["eval"], cfg, str(run.eval(GATED_MODEL)),
+                                       "candidate int8"),
     }
     champ = registry.current_champion(cfg)
     if champ is not None:
         name = f"champion v{champ['version']}"
-        results[name] = evaluate.evaluate(champ["model_dir"], splits["eval"], cfg, str(run / "eval" / "champion"), name)
+        results[name] = evaluate.evaluate(champ["model_dir"], splits["eval"], cfg, str(run.eval("champion")), name)
         registry.record_champion_eval(cfg, champ["version"], results[name], version)
     for name, m in results.items():
         tracking.log_metrics(cfg, run_id, m, stage=f"eval_{name.split()[0]}")
-    tracking.log_artifacts(cfg, run_id, run / "eval", "evaluation")
+    tracking.log_artifacts(cfg, run_id, run.eval(), "evaluation")
     registry.metrics_table(results)
-    return results, (str(run / "eval" / "champion") if champ else None)
+    return results, (str(run.eval("champion")) if champ else None)
 
 
 def run_month(month: str = "") -> str:
@@ -120,12 +123,12 @@ def _retrain(cfg: Config, drop_dir: str, month: str, run_id: str) -> dict:
     log.info("split: %s", {k: len(v) for k, v in splits.items()})
     if not splits["train"] or not splits["eval"]:
         raise ValueError(f"need boards in both train and eval splits, got { {k: len(v) for k, v in splits.items()} }")
-    run_dir = str(cfg.paths.runs_dir / train.run_key(cfg, version))
+    run_dir = str(cfg.paths.runs_dir / run_key(cfg, version))
     figures = _train(cfg, splits, run_dir, version, run_id)
     results, champion_eval = _evaluate(cfg, splits, run_dir, run_id, version)
-    verdict = registry.judge(results[GATED_MODEL], cfg, str(Path(run_dir) / "eval" / GATED_MODEL), champion_eval)
-    model_version = registry.register(cfg, run_id, str(Path(run_dir) / "int8" / "model"), results[GATED_MODEL],
-                                      version, month)
+    run = RunLayout(Path(run_dir))
+    verdict = registry.judge(results[GATED_MODEL], cfg, str(run.eval(GATED_MODEL)), champion_eval)
+    model_version = registry.register(cfg, run_id, str(run.model("quantize")), results[GATED_MODEL], version, month)
     promoted = registry.promote_if_passed(cfg, model_version, verdict["verdict"])
     tracking.set_tags(cfg, run_id, {"model_version": model_version, "gate.passed": str(verdict["passed"]).lower()})
     print(verdict["markdown"])

@@ -4,9 +4,7 @@ from __future__ import annotations
 from prefect import task
 
 from components.config import Config
-from components.data import ingest as ingest_mod
-from components.data import split as split_mod
-from components.data import validate as validate_mod
+from components.data import ingest as ingest_mod, split as split_mod, validate as validate_mod
 
 
 @task(name="ingest", retries=1, retry_delay_seconds=5)

@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from components.config import Config
-from components.evaluation.metrics import headline
+from components.evaluation.columns import headline
 from components.evaluation.run import evaluate_model
 
 

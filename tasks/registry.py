@@ -6,6 +6,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from components.config import Config
+from components.evaluation.columns import COLUMNS
 from components.registry import gate, registry, tracking
 
 _REG = dict(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
@@ -15,7 +16,9 @@ _REG = dict(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
 def current_champion(cfg: Config) -> dict | None:
     """The current champion's version and local folder, or None."""
     version = registry.champion(cfg)
-    return None if version is None else {"version": version, "model_dir": str(registry.resolve(cfg, f"models:/{cfg.registered_model}/{version}"))}
+    if version is None:
+        return None
+    return {"version": version, "model_dir": str(registry.resolve(cfg, f"models:/{cfg.registered_model}/{version}"))}
 
 
 @task(name="gate", cache_policy=NO_CACHE)
@@ -51,9 +54,12 @@ def record_champion_eval(cfg: Config, version: str, metrics: dict, dataset_versi
 
 
 def metrics_table(rows: dict[str, dict]) -> None:
-    """One Prefect table artifact: a row per evaluated model, a column per metric."""
-    table = [{"model": name, **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}}
-             for name, m in rows.items()]
+    """One Prefect table artifact: a row per evaluated model, a column per reported metric
+    (evaluation/columns.py; None where a model was not measured on it)."""
+    def cell(v):
+        return round(v, 4) if isinstance(v, float) else v
+
+    table = [{"model": name, **{c.key: cell(m.get(c.key)) for c in COLUMNS}} for name, m in rows.items()]
     create_table_artifact(key="metrics", table=table, description="evaluation on the held-out board groups")
 
 

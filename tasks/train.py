@@ -1,23 +1,16 @@
-"""Training tasks. Each is cached on (stage, dataset version, config), so a rerun of the
-same month skips finished stages; the components also resume from checkpoints."""
+"""Training tasks. Each is cached on (stage, run folder), and the run folder is named for the
+dataset version and every config value training reads (components/pipeline.run_key), so a
+rerun of the same month skips finished stages; the components also resume from checkpoints."""
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from components.config import Config
+from components.pipeline import RunLayout
 from components.train import stages
-
-
-def run_key(cfg: Config, dataset_version: str) -> str:
-    """The run folder name: dataset version + a hash of everything that shapes training."""
-    shaping = {k: v for k, v in cfg.to_dict().items() if k in ("data", "qa", "model", "train")}
-    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return f"{dataset_version[:12]}-{digest}"
 
 
 def _key(stage: str):
@@ -32,36 +25,36 @@ def _persisted(stage: str) -> dict:
 
 @task(**_persisted("qa"))
 def make_qa(train: list, cfg: Config, run_dir: str) -> dict:
-    return stages.make_qa(train, cfg, Path(run_dir) / "qa")
+    return stages.make_qa(train, cfg, RunLayout(Path(run_dir)).dir("qa"))
 
 
-@task(**_persisted("train_spatial"))
+@task(**_persisted("spatial"))
 def train_spatial(train: list, cfg: Config, run_dir: str, dataset_version: str, log=None, lm_boards=None) -> dict:
-    return stages.run_spatial(train, cfg, Path(run_dir) / "spatial", dataset_version, log, lm_boards)
+    return stages.run_spatial(train, cfg, RunLayout(Path(run_dir)).dir("spatial"), dataset_version, log, lm_boards)
 
 
 @task(**_persisted("sft"))
 def sft(train: list, cfg: Config, run_dir: str, log=None) -> dict:
-    run = Path(run_dir)
-    return stages.run_sft(run / "spatial" / "model", train, run / "qa", cfg, run / "sft", log)
+    run = RunLayout(Path(run_dir))
+    return stages.run_sft(run.model("spatial"), train, run.dir("qa"), cfg, run.dir("sft"), log)
 
 
 @task(**_persisted("dpo"))
 def dpo(train: list, cfg: Config, run_dir: str, log=None) -> dict:
-    run = Path(run_dir)
-    return stages.run_dpo(run / "sft" / "model", train, run / "qa", cfg, run / "dpo", log)
+    run = RunLayout(Path(run_dir))
+    return stages.run_dpo(run.model("sft"), train, run.dir("qa"), cfg, run.dir("dpo"), log)
 
 
 @task(**_persisted("calibrate"))
 def calibrate(calib: list, cfg: Config, run_dir: str) -> dict:
-    run = Path(run_dir)
-    return stages.run_calibrate(run / "dpo" / "model", calib, cfg, run / "calibrated")
+    run = RunLayout(Path(run_dir))
+    return stages.run_calibrate(run.model("dpo"), calib, cfg, run.dir("calibrate"))
 
 
 @task(**_persisted("quantize"))
 def quantize(run_dir: str) -> dict:
-    run = Path(run_dir)
-    return stages.run_quantize(run / "calibrated" / "model", run / "int8")
+    run = RunLayout(Path(run_dir))
+    return stages.run_quantize(run.model("calibrate"), run.dir("quantize"))
 
 
 @task(name="mlflow-log", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)

@@ -57,18 +57,52 @@ def boards(deeppcb_dir):
     return samples
 
 
+class Recording:
+    """A config (or one of its sections) that notes every value read from it as `section.key`,
+    so a test can check each stage reads only what its identity declares (components/pipeline.py)."""
+
+    def __init__(self, target, seen: set[str], prefix: str = ""):
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_seen", seen)
+        object.__setattr__(self, "_prefix", prefix)
+
+    def __getattr__(self, name: str):
+        import dataclasses
+
+        value = getattr(self._target, name)
+        key = f"{self._prefix}{name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return Recording(value, self._seen, f"{key}.")
+        if not callable(value):
+            self._seen.add(key)
+        return value
+
+
+READS = "config-reads.json"
+"""In the tiny model's run folder: the config values each stage read while it trained."""
+
+
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, boards) -> Path:
-    """A tiny model trained through every stage (spatial, SFT, DPO, calibration, int8)."""
+def tiny_model(tmp_path_factory, boards):
+    """A tiny model trained through every stage (spatial, SFT, DPO, calibration, int8): its
+    RunLayout. Each stage gets a recording config; what it read is in `<root>/config-reads.json`."""
+    import json
+
+    from components.pipeline import RunLayout
     from components.train import stages
 
     work = tmp_path_factory.mktemp("tiny-model")
-    cfg = tiny_cfg(work)
+    cfg, run, reads = tiny_cfg(work), RunLayout(work), {}
+
+    def recorded(stage: str):
+        return Recording(cfg, reads.setdefault(stage, set()))
+
     train, calib = boards[:4], boards[4:]
-    stages.make_qa(train, cfg, work / "qa")
-    stages.run_spatial(train, cfg, work / "spatial", "test-version")
-    stages.run_sft(work / "spatial" / "model", train, work / "qa", cfg, work / "sft")
-    stages.run_dpo(work / "sft" / "model", train, work / "qa", cfg, work / "dpo")
-    stages.run_calibrate(work / "dpo" / "model", calib, cfg, work / "calibrated")
-    stages.run_quantize(work / "calibrated" / "model", work / "int8")
-    return work
+    stages.make_qa(train, recorded("qa"), run.dir("qa"))
+    stages.run_spatial(train, recorded("spatial"), run.dir("spatial"), "test-version")
+    stages.run_sft(run.model("spatial"), train, run.dir("qa"), recorded("sft"), run.dir("sft"))
+    stages.run_dpo(run.model("sft"), train, run.dir("qa"), recorded("dpo"), run.dir("dpo"))
+    stages.run_calibrate(run.model("dpo"), calib, recorded("calibrate"), run.dir("calibrate"))
+    stages.run_quantize(run.model("calibrate"), run.dir("quantize"))
+    (work / READS).write_text(json.dumps({k: sorted(v) for k, v in reads.items()}, indent=2))
+    return run

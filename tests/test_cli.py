@@ -6,6 +6,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 
+pytestmark = pytest.mark.model  # the session's tiny trained model (tests/conftest.py)
+
 runner = CliRunner()
 COMMANDS = ["retrain", "ingest", "validate", "evaluate", "decisions", "ask", "promote", "rollback", "models", "stage",
             "serve"]
@@ -37,7 +39,7 @@ def test_unknown_config_key_is_refused(tmp_path):
 def test_evaluate_prints_json_line_and_exports(tmp_path, tiny_model, deeppcb_dir):
     out = tmp_path / "export"
     result = runner.invoke(app, ["evaluate", "--data", str(deeppcb_dir / "group92000"), "--model",
-                                 str(tiny_model / "int8" / "model"), "--max-images", "2", "--export", str(out),
+                                 str(tiny_model.model("quantize")), "--max-images", "2", "--export", str(out),
                                  "--report", str(tmp_path / "report"), "--params", "none"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output.strip().splitlines()[-1])
@@ -49,7 +51,7 @@ def test_evaluate_prints_json_line_and_exports(tmp_path, tiny_model, deeppcb_dir
 
 def test_decisions_reports_each_kind(tiny_model, deeppcb_dir):
     result = runner.invoke(app, ["decisions", "--data", str(deeppcb_dir / "group92000"), "--model",
-                                 str(tiny_model / "int8" / "model"), "--max-images", "1", "--params", "none"])
+                                 str(tiny_model.model("quantize")), "--max-images", "1", "--params", "none"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.strip().splitlines() if line.startswith("{")]
     assert {"locate", "describe", "spatial", "multi"} <= {r["kind"] for r in rows}
@@ -57,7 +59,7 @@ def test_decisions_reports_each_kind(tiny_model, deeppcb_dir):
 
 
 def test_evaluate_on_a_folder_without_boards(tmp_path, tiny_model):
-    result = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--model", str(tiny_model / "int8" / "model"),
+    result = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--model", str(tiny_model.model("quantize")),
                                  "--params", "none"])
     assert result.exit_code == 2 and "no '<id>_test.jpg' images" in result.output
 

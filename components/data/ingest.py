@@ -112,7 +112,7 @@ def _existing(repo: Path, dest: Path, staging: Path, drop: Drop, month: str) -> 
 def write_normalised(drop: Drop, month: str, dest: Path, classes: tuple[str, ...] = CLASSES) -> Path:
     """Write drop into dest in DeepPCB layout with manifest.csv; returns the manifest path."""
     dest.mkdir(parents=True)
-    rows = [_write_sample(s, err, drop.format, month, dest, classes) for s, err in zip(drop.samples, drop.errors)]
+    rows = [_write_sample(s, err, drop.format, month, dest, classes) for s, err in zip(drop.samples, drop.errors, strict=True)]
     rows.sort(key=lambda r: (r["group"], r["sample_id"], r["test_path"]))
     return write_manifest(rows, dest / MANIFEST)
 

@@ -41,7 +41,7 @@ class Sample:
         return row
 
     @classmethod
-    def from_row(cls, row: dict) -> "Sample":
+    def from_row(cls, row: dict) -> Sample:
         boxes = [Box(*b[:4], cls=b[4]) for b in json.loads(row["boxes"])]
         return cls(
             sample_id=str(row["sample_id"]),

@@ -35,7 +35,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage pings from a 
 class DropRejected(DropError):
     """Too many bad rows (or none at all): nothing from the drop was accepted. `.result` has the details."""
 
-    def __init__(self, message: str, result: "ValidationResult | None" = None):
+    def __init__(self, message: str, result: ValidationResult | None = None):
         super().__init__(message)
         self.result = result
 
@@ -437,8 +437,7 @@ def judge(facts: pd.DataFrame, cfg: Config, require_template: bool, known_ids: d
 def _run_checkpoint(facts: pd.DataFrame, suite_items: list, docs_dir: Path):
     """Ephemeral context -> pandas batch -> suite -> checkpoint that also writes Data Docs."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig)
+    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
 
     if docs_dir.exists():
         shutil.rmtree(docs_dir)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,23 +18,20 @@ from tqdm import tqdm
 
 from components.config import Config
 from components.data.records import Sample
+from components.evaluation.columns import DESCRIBE, PERTURBED, SUITE, headline, json_safe
 from components.evaluation.evaluate import evaluate
-from components.evaluation.metrics import headline
-from components.evaluation.questions import FIGURES
 from components.evaluation.run import samples_of
 from components.model.blur_check import load_inspector
-
-STAGE_ORDER = ("spatial", "sft", "dpo", "calibrated", "int8")
-"""Run-folder stages in training order; a stage a run does not have is skipped."""
+from components.pipeline import MODEL_STAGES, RunLayout
 
 
 @dataclass(frozen=True)
 class Row:
     name: str
     stage: str
-    """Stage folder whose `model/` is evaluated."""
+    """The stage (components/pipeline.py) whose model is evaluated."""
     quantize: bool | None = None
-    """None = as the folder's meta says (int8 for the int8 stage)."""
+    """None = as the folder's meta says (int8 for the quantize stage's)."""
     blur_check: bool = False
     blur_same_class: bool | None = None
     """With the blur check: must the blurred copy name the same class? None = as configured."""
@@ -51,20 +47,20 @@ SERVED = "+int8 (served)"
 ROWS = (
     Row("SFT only", "sft", False, note="fp32, raw head scores (identity calibration)"),
     Row("+DPO", "dpo", False, note="fp32, raw head scores"),
-    Row("+calibration", "calibrated", False, note="fp32, Platt-scaled confidences"),
-    Row(SERVED, "int8", note="int8 language model, fp32 vision: what is served (serve.blur_check off)"),
-    Row("+blur check (option)", "int8", blur_check=True,
+    Row("+calibration", "calibrate", False, note="fp32, Platt-scaled confidences"),
+    Row(SERVED, "quantize", note="int8 language model, fp32 vision: what is served (serve.blur_check off)"),
+    Row("+blur check (option)", "quantize", blur_check=True,
         note="int8; board and a blurred copy, defects seen in both, of any class (serve.blur_check=true)"),
-    Row("blur check, same class", "int8", blur_check=True, blur_same_class=True,
+    Row("blur check, same class", "quantize", blur_check=True, blur_same_class=True,
         note="int8; as above, but the blurred copy must name the same class (eval.blur_check_same_class=true)"),
-    Row("no template", "int8", templates_as_input=False, note="int8; the model sees each board alone"),
-    Row("coordinate head: no sub-cell offset", "int8", variant="cell_centre",
+    Row("no template", "quantize", templates_as_input=False, note="int8; the model sees each board alone"),
+    Row("coordinate head: no sub-cell offset", "quantize", variant="cell_centre",
         note="int8; region centres at their heatmap cell's centre (offset branch ignored)"),
-    Row("no refinement", "int8", variant="no_refine",
+    Row("no refinement", "quantize", variant="no_refine",
         note="int8; the refiner switched off: head classes and scores go to the language model as they are"),
-    Row("refinement: one pass, no merging", "int8", variant="one_pass",
+    Row("refinement: one pass, no merging", "quantize", variant="one_pass",
         note="int8; the refiner checks each candidate once and overlapping or touching corrected boxes are all kept"),
-    Row("refinement: no end-to-end merge", "int8", variant="no_touch_merge",
+    Row("refinement: no end-to-end merge", "quantize", variant="no_touch_merge",
         note="int8; same-class boxes that touch end to end stay apart (model.refine_merge_touching=false)"),
 )
 
@@ -74,20 +70,19 @@ NOT_DONE = (
      "coordinate head's regions, so the head cannot be removed at decode time"),
 )
 
-TABLE_COLS = (("f1_iou33", "F1@.33"), ("precision_iou33", "P"), ("recall_iou33", "R"), ("map50", "mAP50"),
-              ("center_rmse_px", "centre RMSE px"), ("count_exact", "count exact"),
-              ("hallucination_rate", "halluc."), ("template_false_alarm", "template FA"), ("ece", "ECE"),
-              ("parse_failure_rate", "parse fail"), ("latency_p50_s", "p50 s"), ("latency_p95_s", "p95 s"))
-
-
 # ---- the run folder --------------------------------------------------------------------
+
+
+def _model_name(row: Row) -> str:
+    """The row's model folder as a run names it (`int8/model`)."""
+    return str(RunLayout(Path()).model(row.stage))
 
 
 def stage_figures(run_dir: Path) -> dict[str, dict]:
     """stage name -> its stage.json figures, for the stages the run has."""
     out = {}
-    for stage in STAGE_ORDER:
-        f = run_dir / stage / "stage.json"
+    for stage in MODEL_STAGES:
+        f = RunLayout(run_dir).dir(stage) / "stage.json"
         if f.exists():
             out[stage] = json.loads(f.read_text())
     return out
@@ -102,7 +97,7 @@ def stage_minutes(figures: dict) -> float | None:
 def minutes_up_to(stage: str, figures: dict[str, dict]) -> tuple[float, list[str]]:
     """(training minutes of every stage up to and including `stage`, stages that recorded none)."""
     total, missing = 0.0, []
-    for s in STAGE_ORDER[: STAGE_ORDER.index(stage) + 1]:
+    for s in MODEL_STAGES[: MODEL_STAGES.index(stage) + 1]:
         if s not in figures:
             continue
         m = stage_minutes(figures[s])
@@ -178,7 +173,7 @@ VARIANTS = {"cell_centre": _cell_centre, "no_refine": _no_refine, "one_pass": _o
 
 def evaluate_row(row: Row, run_dir: Path, samples: list[Sample], cfg: Config, figures: dict[str, dict]) -> dict:
     """One row: its settings, headline metrics (NaN as None), training minutes and eval time."""
-    model_dir = run_dir / row.stage / "model"
+    model_dir = RunLayout(run_dir).model(row.stage)
     if row.blur_same_class is not None:
         cfg = replace(cfg, eval=replace(cfg.eval, blur_check_same_class=row.blur_same_class))
     inspector = load_inspector(model_dir, cfg, row.quantize, row.blur_check)
@@ -188,14 +183,14 @@ def evaluate_row(row: Row, run_dir: Path, samples: list[Sample], cfg: Config, fi
                           templates_as_input=row.templates_as_input)
     minutes, missing = minutes_up_to(row.stage, figures)
     out = {
-        "row": row.name, "model": f"{row.stage}/model", "quantize": inspector.vlm.meta.quantize if row.quantize is None
+        "row": row.name, "model": _model_name(row), "quantize": inspector.vlm.meta.quantize if row.quantize is None
         else ("int8" if row.quantize else "none"),
         "blur_check": row.blur_check,
         **({"blur_check_same_class": cfg.eval.blur_check_same_class} if row.blur_check else {}),
         "templates_as_input": row.templates_as_input, "variant": row.variant,
         "train_minutes": round(minutes, 2), "train_minutes_not_recorded": missing,
         "eval_seconds": round(time.perf_counter() - start, 1), "note": row.note,
-        "metrics": _json_safe(headline(metrics)),
+        "metrics": json_safe(headline(metrics)),
     }
     if calls is not None and not calls[0]:
         out["note"] += " -- VARIANT NOT APPLIED (no spatial call, or no refiner or merge to switch off)"
@@ -209,18 +204,13 @@ def ablate(run_dir: Path, data_dir: Path, cfg: Config, rows: tuple[Row, ...] = R
     samples = holdout_samples(data_dir, cfg)
     if cfg.eval.max_images:
         samples = samples[: cfg.eval.max_images]
-    todo = [r for r in rows if (run_dir / r.stage / "model").is_dir()]
+    todo = [r for r in rows if RunLayout(run_dir).model(r.stage).is_dir()]
     if not todo:
-        raise FileNotFoundError(f"{run_dir}: no stage model folders ({', '.join(sorted({r.stage for r in rows}))}/model)")
+        raise FileNotFoundError(f"{run_dir}: no stage model folders ({', '.join(sorted({_model_name(r) for r in rows}))})")
     results = [evaluate_row(r, run_dir, samples, cfg, figures) for r in tqdm(todo, desc="ablation rows", unit="row")]
     skipped = [r for r in rows if r not in todo]
-    results += [{"row": r.name, "model": f"{r.stage}/model", "skipped": "the run folder has no such model"} for r in skipped]
+    results += [{"row": r.name, "model": _model_name(r), "skipped": "the run folder has no such model"} for r in skipped]
     return results, samples
-
-
-def _json_safe(metrics: dict) -> dict:
-    """NaN (a metric with nothing to measure) as None, which JSON can carry."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
 def served_robustness(run_dir: Path, samples: list[Sample], cfg: Config) -> dict[str, dict] | None:
@@ -229,11 +219,11 @@ def served_robustness(run_dir: Path, samples: list[Sample], cfg: Config) -> dict
     from components.evaluation.robustness import evaluate_robustness
 
     row = next(r for r in ROWS if r.name == SERVED)
-    model_dir = Path(run_dir) / row.stage / "model"
+    model_dir = RunLayout(Path(run_dir)).model(row.stage)
     if not model_dir.is_dir():
         return None
     inspector = load_inspector(model_dir, cfg, row.quantize, row.blur_check)
-    return {name: _json_safe(m) for name, m in evaluate_robustness(inspector, samples, cfg.eval, cfg.data.classes).items()}
+    return {name: json_safe(m) for name, m in evaluate_robustness(inspector, samples, cfg.eval, cfg.data.classes).items()}
 
 
 # ---- RESULTS.md ----------------------------------------------------------------------------
@@ -245,9 +235,13 @@ def _cell(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-ROBUST_COLS = (("f1_iou33", "F1@.33"), ("precision_iou33", "P"), ("recall_iou33", "R"),
-               ("center_rmse_px", "centre RMSE px"), ("count_exact", "count exact"),
-               ("hallucination_rate", "halluc."), ("template_false_alarm", "template FA"), ("ece", "ECE"))
+def _cells(cols, m: dict) -> str:
+    """One table row's cells of the reported columns `cols` (evaluation/columns.py); "–": not measured."""
+    return " | ".join(c.cell(m.get(c.key), 3) for c in cols)
+
+
+def _header(cols) -> str:
+    return " | ".join(c.header for c in cols)
 
 
 def robustness_lines(robust: dict[str, dict], results: list[dict]) -> list[str]:
@@ -258,11 +252,11 @@ def robustness_lines(robust: dict[str, dict], results: list[dict]) -> list[str]:
              "(its template is not): Gaussian noise (std, grey levels), Gaussian blur (sigma, px), "
              "brightness (factor) and JPEG re-encoding (quality); `defectqa evaluate --robustness` "
              "gives the same rows for any model.", "",
-             "| perturbation | severity | " + " | ".join(h for _, h in ROBUST_COLS) + " |",
-             "|---|---|" + "---|" * len(ROBUST_COLS),
-             "| none (clean) | – | " + " | ".join(_cell(served.get(k)) for k, _ in ROBUST_COLS) + " |"]
+             "| perturbation | severity | " + _header(PERTURBED) + " |",
+             "|---|---|" + "---|" * len(PERTURBED),
+             "| none (clean) | – | " + _cells(PERTURBED, served) + " |"]
     for name, m in robust.items():
-        lines.append(f"| {name} | {_cell(m.get('severity'))} | " + " | ".join(_cell(m.get(k)) for k, _ in ROBUST_COLS) + " |")
+        lines.append(f"| {name} | {_cell(m.get('severity'))} | " + _cells(PERTURBED, m) + " |")
     return lines + [""]
 
 
@@ -285,21 +279,19 @@ def render_results(results: list[dict], samples: list[Sample], cfg: Config, comm
         "calibration and quantization record no time). Latencies are single asks (board + template), "
         "p50 / p95 seconds.",
         "",
-        "| row | " + " | ".join(h for _, h in TABLE_COLS) + " | train min | note |",
-        "|---|" + "---|" * (len(TABLE_COLS) + 2),
+        "| row | " + _header(DESCRIBE) + " | train min | note |",
+        "|---|" + "---|" * (len(DESCRIBE) + 2),
     ]
     for r in results:
         if "skipped" in r:
-            lines.append(f"| {r['row']} | " + " | ".join("–" for _ in TABLE_COLS) + f" | – | skipped: {r['skipped']} |")
+            lines.append(f"| {r['row']} | " + " | ".join("–" for _ in DESCRIBE) + f" | – | skipped: {r['skipped']} |")
             continue
         m = r["metrics"]
-        lines.append(f"| {r['row']} | " + " | ".join(_cell(m.get(k)) for k, _ in TABLE_COLS)
-                     + f" | {r['train_minutes']:.1f} | {r['note']} |")
+        lines.append(f"| {r['row']} | " + _cells(DESCRIBE, m) + f" | {r['train_minutes']:.1f} | {r['note']} |")
     lines += ["", "Every kind of question (the held-out question suite, `evaluation/questions.py`; answer F1 "
               "against the boxes each question asks for):", "",
-              "| row | " + " | ".join(_short(k) for k in FIGURES) + " |", "|---|" + "---|" * len(FIGURES)]
-    lines += [f"| {r['row']} | " + " | ".join(_cell(r["metrics"].get(k)) for k in FIGURES) + " |"
-              for r in results if "skipped" not in r]
+              "| row | " + _header(SUITE) + " |", "|---|" + "---|" * len(SUITE)]
+    lines += [f"| {r['row']} | " + _cells(SUITE, r["metrics"]) + " |" for r in results if "skipped" not in r]
     lines += ["", "Not measured:", ""]
     lines += [f"- {name}: {why}." for name, why in NOT_DONE]
     lines += [""] + (robustness_lines(robust, results) if robust else [])
@@ -311,12 +303,18 @@ def render_results(results: list[dict], samples: list[Sample], cfg: Config, comm
     return "\n".join(lines)
 
 
-def _short(figure: str) -> str:
-    return figure.replace("answer_f1_", "F1 ").replace("count_exact_", "count ").replace("_rate", "").replace("_", " ")
+HAND_WRITTEN = "<!-- Hand-written from here on: `defectqa ablate` rewrites only what is above this line. -->"
+"""Marker line of the results file: it and everything after it are kept when the results are written again."""
 
 
 def write_results(path: Path, text: str) -> Path:
+    """Write the generated results to path; if the file already has a HAND_WRITTEN marker line,
+    that line and the hand-written tail after it (docs/RESULTS.md: "Why some defaults are what
+    they are") are kept after the new text."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    old = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.is_file() else []
+    at = next((i for i, line in enumerate(old) if line.strip() == HAND_WRITTEN), None)
+    tail = "".join(old[at:]) if at is not None else ""
+    path.write_text(text.rstrip("\n") + "\n\n" + tail if tail else text, encoding="utf-8")
     return path

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.data.records import Sample
-from components.evaluation.metrics import ImageResult, match, prf
+from components.evaluation.metrics import prf
+from components.model.answers import ImageResult, match
 from components.qa.grammar import Detection
 
 TEMPLATES = "templates"

@@ -11,72 +11,13 @@ compares them against a threshold fails rather than passes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
-from torchvision.ops import box_iou
 
 from components.config import CLASSES, EvalConfig
-from components.data.records import Box, Sample
-from components.qa.grammar import Answer, Detection, GrammarError, parse
-
-Kind = Literal["test", "template"]
-
-
-@dataclass
-class ImageResult:
-    """One evaluated image: the sample it came from, which side of the pair, and the answer."""
-
-    sample: Sample
-    kind: Kind
-    answer: Answer
-    latency_s: float = 0.0
-    answer_text: str | None = None
-    """The answer as the inspector reads it (None: not recorded, e.g. a hand-made result)."""
-
-    @property
-    def gt(self) -> list[Box]:
-        """Ground truth of the image shown: a template has none."""
-        return list(self.sample.boxes) if self.kind == "test" else []
-
-
-# ---- matching ---------------------------------------------------------------------------
-
-
-def iou_matrix(preds: list[Detection], gts: list[Box]) -> torch.Tensor:
-    """IoU of every prediction (rows) with every ground-truth box (columns)."""
-    if not preds or not gts:
-        return torch.zeros((len(preds), len(gts)), dtype=torch.float64)
-    p = torch.tensor([d.box for d in preds], dtype=torch.float64)
-    g = torch.tensor([(b.x1, b.y1, b.x2, b.y2) for b in gts], dtype=torch.float64)
-    return box_iou(p, g)
-
-
-def match(preds: list[Detection], gts: list[Box], iou: float) -> list[tuple[int, int]]:
-    """DeepPCB rule: (pred index, gt index) pairs, same class and IoU >= iou, greedy by confidence.
-
-    Each prediction takes the best-overlapping still-free box of its class; ties in
-    confidence keep the answer's order (sorted() is stable).
-    """
-    ious = iou_matrix(preds, gts)
-    taken: set[int] = set()
-    pairs = []
-    for i in sorted(range(len(preds)), key=lambda k: -preds[k].conf):
-        free = [j for j, g in enumerate(gts) if j not in taken and g.cls == preds[i].cls and ious[i, j] >= iou]
-        if free:
-            j = max(free, key=lambda k: float(ious[i, k]))
-            taken.add(j)
-            pairs.append((i, j))
-    return pairs
-
-
-def correct_flags(result: ImageResult, iou: float) -> list[bool]:
-    """Per reported detection: matched under the same-class rule (always False on templates)."""
-    matched = {i for i, _ in match(result.answer.detections, result.gt, iou)}
-    return [i in matched for i in range(len(result.answer.detections))]
-
+from components.model.answers import ImageResult, correct_flags, ece, iou_matrix, match, reliability
+from components.qa.grammar import Detection, GrammarError, parse
 
 # ---- precision / recall -------------------------------------------------------------------
 
@@ -153,31 +94,6 @@ def share(flags: list[bool]) -> float:
 # ---- calibration ---------------------------------------------------------------------
 
 
-def reliability(confs: list[float], correct: list[bool], bins: int) -> list[dict]:
-    """Equal-width confidence bins over [0, 1]: mean confidence, accuracy, count (NaN when empty)."""
-    rows = []
-    idx = [min(int(c * bins), bins - 1) for c in confs]
-    for b in range(bins):
-        members = [k for k, i in enumerate(idx) if i == b]
-        rows.append({
-            "bin": b,
-            "lo": b / bins,
-            "hi": (b + 1) / bins,
-            "mean_confidence": float(np.mean([confs[k] for k in members])) if members else math.nan,
-            "accuracy": float(np.mean([correct[k] for k in members])) if members else math.nan,
-            "count": len(members),
-        })
-    return rows
-
-
-def ece(table: list[dict]) -> float:
-    """Expected calibration error: count-weighted |accuracy - confidence| over the bins."""
-    n = sum(r["count"] for r in table)
-    if not n:
-        return 0.0
-    return sum(r["count"] / n * abs(r["accuracy"] - r["mean_confidence"]) for r in table if r["count"])
-
-
 def _calibration_inputs(results: list[ImageResult], iou: float) -> tuple[list[float], list[bool]]:
     confs: list[float] = []
     correct: list[bool] = []
@@ -200,7 +116,7 @@ def map50(tests: list[ImageResult], classes: tuple[str, ...]) -> tuple[float, di
     metric.update([_map_pred(r, classes) for r in tests], [_map_target(r, classes) for r in tests])
     out = metric.compute()
     per_class = {c: math.nan for c in classes}
-    for label, ap in zip(out["classes"].reshape(-1).tolist(), out["map_per_class"].reshape(-1).tolist()):
+    for label, ap in zip(out["classes"].reshape(-1).tolist(), out["map_per_class"].reshape(-1).tolist(), strict=True):
         per_class[classes[label]] = ap if ap >= 0 else math.nan  # COCO writes -1 for "no GT"
     overall = float(out["map"])
     return (overall if overall >= 0 else math.nan), per_class
@@ -276,8 +192,3 @@ def compute_metrics(results: list[ImageResult], cfg: EvalConfig, classes: tuple[
         },
         "reliability": table,
     }
-
-
-def headline(metrics: dict) -> dict[str, float]:
-    """Only the scalar entries (what goes to MLflow's log_metrics and the gate)."""
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}

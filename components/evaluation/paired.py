@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from components.evaluation.metrics import ImageResult, exact_center, iou_matrix, match, prf
+from components.evaluation.metrics import exact_center, prf
 from components.evaluation.questions import COUNT_KINDS, KINDS, Asked, same_reading
+from components.model.answers import ImageResult, iou_matrix, match
 
 BOARDS = "boards.json"
 """File name of the per-board sums beside an evaluation's metrics.json."""
@@ -35,7 +36,7 @@ def _image_sums(s: defaultdict, r: ImageResult, iou: float) -> None:
         _add(s, templates=1, template_alarms=bool(dets))
         return
     pairs = match(dets, gts, iou)
-    sq = [sum((a - b) ** 2 for a, b in zip(exact_center(dets[i]), gts[j].center)) for i, j in pairs]
+    sq = [sum((a - b) ** 2 for a, b in zip(exact_center(dets[i]), gts[j].center, strict=True)) for i, j in pairs]
     ious = iou_matrix(dets, gts)
     _add(s, boards=1, tp=len(pairs), n_pred=len(dets), n_gt=len(gts), sq_err=sum(sq), n_matched=len(pairs),
          count_ok=len(dets) == len(gts), invented=sum(1 for row in ious if not bool((row >= iou).any())))
@@ -107,7 +108,7 @@ def bootstrap(candidate: dict[str, Stats], champion: dict[str, Stats], metrics: 
     a, b = _matrix(candidate, ids, keys), _matrix(champion, ids, keys)
 
     def diffs(rows) -> dict[str, float]:
-        fa, fb = figures(dict(zip(keys, a[rows].sum(0)))), figures(dict(zip(keys, b[rows].sum(0))))
+        fa, fb = figures(dict(zip(keys, a[rows].sum(0), strict=True))), figures(dict(zip(keys, b[rows].sum(0), strict=True)))
         return {m: fa.get(m, math.nan) - fb.get(m, math.nan) for m in metrics}
 
     rng = np.random.default_rng(seed)

@@ -131,7 +131,8 @@ def to_json(a: Asked) -> dict:
 def score(asked: list[Asked], iou: float) -> dict[str, float]:
     """Per kind answer F1 (same class, IoU >= iou, against the boxes the question asks for) and
     count exactness; overall false-none, false-present and reading accuracies."""
-    from components.evaluation.metrics import match, prf, share
+    from components.evaluation.metrics import prf, share
+    from components.model.answers import match
 
     out: dict[str, float] = {}
     for kind in KINDS:

@@ -14,7 +14,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from components.config import EvalConfig
-from components.evaluation.metrics import ImageResult, match
+from components.evaluation.columns import COLUMNS, PERTURBED, REPORTED, headline
+from components.model.answers import ImageResult, match
 
 GT_COLOR = (0, 170, 0)
 PRED_COLOR = (220, 0, 0)
@@ -54,8 +55,18 @@ def _table(table_id: str, header: list[str], rows: list[list]) -> str:
 # ---- tables -------------------------------------------------------------------------------
 
 
+def _value(col, metrics: dict):
+    """A reported column's value in metrics (NaN: not measured); counts as whole numbers."""
+    v = metrics.get(col.key, math.nan)
+    return int(v) if col.count and isinstance(v, (int, float)) and math.isfinite(v) else v
+
+
 def headline_table(metrics: dict) -> str:
-    rows = [[k, v] for k, v in metrics.items() if isinstance(v, (int, float))]
+    """The reported columns (evaluation/columns.py) the evaluation measured, in their order,
+    then any other scalar figure it recorded (n_templates, seconds_per_answer_batched, ...)."""
+    scalars = headline(metrics)
+    rows = [[c.key, _value(c, metrics)] for c in COLUMNS if c.key in scalars]
+    rows += [[k, metrics[k]] for k in scalars if k not in REPORTED]
     return _table("headline", ["metric", "value"], rows)
 
 
@@ -70,16 +81,13 @@ def reliability_table(metrics: dict) -> str:
     return _table("reliability", ["confidence bin", "mean confidence", "accuracy", "count"], rows)
 
 
-ROBUST_COLS = ["f1_iou33", "precision_iou33", "recall_iou33", "map50", "center_rmse_px", "count_exact",
-               "hallucination_rate", "template_false_alarm", "ece", "parse_failure_rate"]
-
-
 def robustness_table(metrics: dict) -> str:
-    """One row per perturbation (with its severity), clean evaluation first for comparison."""
-    rows = [["none (clean)", "", *(metrics.get(c, math.nan) for c in ROBUST_COLS)]]
-    rows += [[name, m.get("severity", ""), *(m.get(c, math.nan) for c in ROBUST_COLS)]
+    """One row per perturbation (with its severity), clean evaluation first for comparison;
+    the columns a perturbed evaluation is reported with (columns.PERTURBED)."""
+    rows = [["none (clean)", "", *(_value(c, metrics) for c in PERTURBED)]]
+    rows += [[name, m.get("severity", ""), *(_value(c, m) for c in PERTURBED)]
              for name, m in metrics.get("robustness", {}).items()]
-    return _table("robustness", ["perturbation", "severity", *ROBUST_COLS], rows)
+    return _table("robustness", ["perturbation", "severity", *(c.key for c in PERTURBED)], rows)
 
 
 def settings_line(metrics: dict) -> str:

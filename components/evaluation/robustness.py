@@ -21,8 +21,9 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from components.config import EvalConfig
 from components.data.records import Sample
-from components.evaluation.evaluate import run_inspector
-from components.evaluation.metrics import compute_metrics, headline
+from components.evaluation.columns import headline
+from components.evaluation.metrics import compute_metrics
+from components.model.answers import run_inspector
 
 Perturbation = Callable[[str | Path | Image.Image], Image.Image]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from components.config import Config
 from components.data.records import Sample, read_deeppcb
 from components.evaluation import paired
+from components.evaluation.columns import headline, json_safe
 from components.evaluation.evaluate import evaluate
 from components.evaluation.export import QUESTIONS, write_export, write_questions
-from components.evaluation.metrics import headline
 from components.evaluation.report import write_report
 from components.model.blur_check import BlurChecked, load_inspector
 
@@ -58,14 +58,10 @@ def samples_of(data_dir: str | Path, cfg: Config) -> list[Sample]:
 def json_line(metrics: dict) -> str:
     """The scalar metrics as one JSON object (NaN written as null, valid JSON), plus the
     `robustness` section ({perturbation: scalars}) when there is one."""
-    out = _nulls(headline(metrics))
+    out = json_safe(headline(metrics))
     if "robustness" in metrics:
-        out["robustness"] = {k: _nulls(v) for k, v in metrics["robustness"].items()}
+        out["robustness"] = {k: json_safe(v) for k, v in metrics["robustness"].items()}
     return json.dumps(out)
-
-
-def _nulls(d: dict) -> dict:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
 def _nan_safe(v):

@@ -41,7 +41,7 @@ def consistent(original: list[Detection], other: list[Detection], iou_min: float
     if same_class:
         match &= torch.tensor([[a.cls == b.cls for b in other] for a in original])
     keep = match.any(dim=1).tolist()
-    return [d for d, k in zip(original, keep) if k]
+    return [d for d, k in zip(original, keep, strict=True) if k]
 
 
 def filtered_answer(answer: Answer, kept: list[Detection]) -> Answer:
@@ -95,7 +95,7 @@ class BlurChecked:
 
         each = (time.perf_counter() - start) / len(answers)
         results = []
-        for p, regions in zip(answers, seen):
+        for p, regions in zip(answers, seen, strict=True):
             answer = filtered_answer(p.answer, consistent(p.answer.detections, regions, self.iou, self.same_class))
             results.append(InspectResult(answer, render(answer), p.raw, p.regions, each))
         return results

@@ -11,8 +11,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from transformers import (AutoModelForImageTextToText, AutoProcessor, Qwen2VLImageProcessor,
-                          Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor)
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    Qwen2VLImageProcessor,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLProcessor,
+)
 
 from components.config import Config
 from components.model.tokenizer import build_tokenizer

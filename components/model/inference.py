@@ -62,7 +62,7 @@ class Inspector:
                              "answer form; retrain it (defectqa retrain) to serve it")
 
     @classmethod
-    def load(cls, folder: str | Path, quantize: bool | None = None) -> "Inspector":
+    def load(cls, folder: str | Path, quantize: bool | None = None) -> Inspector:
         return cls(DefectVLM.load(folder, quantize=quantize))
 
     @property
@@ -107,7 +107,7 @@ class Inspector:
         scans = self._generate(pictures, [prompt_text(q, self.words) for q in questions], regions, sizes)
         each = (time.perf_counter() - start) / len(questions)
         results = []
-        for (raw, logprobs), regs, template in zip(scans, regions, with_template):
+        for (raw, logprobs), regs, template in zip(scans, regions, with_template, strict=True):
             calibrated = self._calibrated(regs, template)
             answer = resolve_scan(raw, calibrated, tuple(self.vlm.meta.classes))
             results.append(InspectResult(answer, render(answer), raw, calibrated, each, logprobs))
@@ -117,7 +117,7 @@ class Inspector:
     def regions_batch(self, boards: list[tuple]) -> list[list[Detection]]:
         """What the spatial branch and refiner see on each (board, template-or-None) pair, any
         class, calibrated confidences: the regions the language model would decide on."""
-        return [self._calibrated(regs, template is not None) for regs, (_, template) in zip(self._propose(boards)[2], boards)]
+        return [self._calibrated(regs, template is not None) for regs, (_, template) in zip(self._propose(boards)[2], boards, strict=True)]
 
     def _propose(self, boards: list[tuple]) -> tuple[list[Image.Image], list[tuple[int, int]], list[list[Detection]]]:
         """Fused pictures, board sizes and the regions (raw scores) of a batch of pairs."""
@@ -183,7 +183,7 @@ class Inspector:
             if all(len(w) >= guard.steps(row, w) for row, w in enumerate(written)):
                 break
         return [(self.tok.decode(w[:guard.steps(row, w)], skip_special_tokens=True).strip(), lp)
-                for row, (w, lp) in enumerate(zip(written, logprobs))]
+                for row, (w, lp) in enumerate(zip(written, logprobs, strict=False))]
 
     def _generate_reference(self, pictures: list[Image.Image], texts: list[str], regions: list[list[Detection]],
                             sizes: list[tuple[int, int]]) -> list[str]:

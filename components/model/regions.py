@@ -43,7 +43,7 @@ def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Det
                             meta.refiner.get("merge_gap"), meta.refiner.get("merge_overlap"))
         decoded = [sorted(ds, key=lambda d: -d[1])[: meta.max_regions] for ds in rechecked]
     result = []
-    for dets, frame in zip(decoded, frames):
+    for dets, frame in zip(decoded, frames, strict=True):
         regs = [Detection(meta.classes[k], frame.to_original(box), score) for k, score, box in dets]
         order = reading_order([Box(*r.box, cls=r.cls) for r in regs])
         result.append([regs[i] for i in order])

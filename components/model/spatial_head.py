@@ -53,8 +53,8 @@ def build_targets(boxes: list[torch.Tensor], labels: list[torch.Tensor], n_class
     mask = torch.zeros(b, h, w, device=device)
     offset = torch.zeros(b, 2, h, w, device=device)
     size = torch.zeros(b, 2, h, w, device=device)
-    for i, (bx, lb) in enumerate(zip(boxes, labels)):
-        for (x1, y1, x2, y2), k in zip(bx.tolist(), lb.tolist()):
+    for i, (bx, lb) in enumerate(zip(boxes, labels, strict=True)):
+        for (x1, y1, x2, y2), k in zip(bx.tolist(), lb.tolist(), strict=True):
             cx, cy = (x1 + x2) / 2 / stride, (y1 + y2) / 2 / stride
             px, py = min(int(cx), w - 1), min(int(cy), h - 1)
             bw, bh = max(x2 - x1, 1.0) / stride, max(y2 - y1, 1.0) / stride
@@ -104,7 +104,7 @@ def decode(out: dict[str, torch.Tensor], stride: float, floor: float, top_k: int
     for i in range(b):
         vals, idx = score[i].flatten().topk(min(top_k, h * w))
         dets = []
-        for v, j in zip(vals.tolist(), idx.tolist()):
+        for v, j in zip(vals.tolist(), idx.tolist(), strict=True):
             if v < floor:
                 break
             py, px = divmod(j, w)

@@ -14,8 +14,18 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from components.qa.grammar import AREA_TOKENS, IN, NONE2, OFF, OUT
-from components.qa.vocab import (AREAS, CONTRACTIONS, FILLER, FILLER_PHRASES, FRAMES, LEADS, NAMES, NON_DEFECTS,
-                                 OUT_OF_SCOPE, PHRASINGS)
+from components.qa.vocab import (
+    AREAS,
+    CONTRACTIONS,
+    FILLER,
+    FILLER_PHRASES,
+    FRAMES,
+    LEADS,
+    NAMES,
+    NON_DEFECTS,
+    OUT_OF_SCOPE,
+    PHRASINGS,
+)
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                 "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<|box_start|>", "<|box_end|>"]

@@ -112,7 +112,7 @@ class DefectVLM(nn.Module):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, quantize: bool | None = None) -> "DefectVLM":
+    def load(cls, folder: str | Path, quantize: bool | None = None) -> DefectVLM:
         """Load a saved folder; int8 Linear layers when its meta (or `quantize`) says so."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -128,7 +128,7 @@ class DefectVLM(nn.Module):
             vlm.refiner.load_state_dict(torch.load(folder / REFINER_FILE, map_location="cpu"))
         vlm.eval()
         if quantize if quantize is not None else meta.quantize == "int8":
-            from components.train.quantize import quantize_int8
+            from components.model.int8 import quantize_int8
 
             quantize_int8(vlm)
         return vlm

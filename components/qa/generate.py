@@ -11,9 +11,19 @@ from dataclasses import dataclass, field
 from components.config import QAConfig
 from components.data.records import Box, Sample
 from components.qa.grammar import Answer, Detection, Reading, answer_for, render
-from components.qa.vocab import (AREAS, COUNT_WORDS, FILLER_PHRASES, FRAMES, LEADS, NAMES, NON_DEFECT_KINDS,
-                                 NON_DEFECTS, OUT_OF_SCOPE, PHRASINGS,
-                                 reading_order)
+from components.qa.vocab import (
+    AREAS,
+    COUNT_WORDS,
+    FILLER_PHRASES,
+    FRAMES,
+    LEADS,
+    NAMES,
+    NON_DEFECT_KINDS,
+    NON_DEFECTS,
+    OUT_OF_SCOPE,
+    PHRASINGS,
+    reading_order,
+)
 
 
 @dataclass
@@ -159,7 +169,8 @@ def scan_truth(boxes: list[Box], reading: Reading, size: tuple[int, int]) -> lis
     return [(i, b.cls) for i, b in enumerate(boxes) if reading.scans(b.center, size)]
 
 
-def generate_qa(samples: list[Sample], cfg: QAConfig, classes: tuple[str, ...], size: tuple[int, int] = (640, 640)) -> list[QAPair]:
+def generate_qa(samples: list[Sample], cfg: QAConfig, classes: tuple[str, ...],
+                size: tuple[int, int] = (640, 640)) -> list[QAPair]:
     """QA pairs for every sample and (a share of) the templates, deterministic in cfg.seed."""
     rng = random.Random(cfg.seed)
     pairs = []

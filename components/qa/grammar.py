@@ -46,7 +46,7 @@ class Answer:
     """Set (possibly to "") when the answer is an explicit 'none found': the asked class(es), space-separated."""
     out_of_scope: bool = False
     """The question is not about defects on this board: nothing is reported."""
-    asked: "Reading | None" = None
+    asked: Reading | None = None
     """What the model read the question to ask (None: not known, e.g. parsed from grammar text)."""
 
     @property
@@ -54,7 +54,7 @@ class Answer:
         return not self.detections and not self.out_of_scope
 
     def to_dict(self) -> dict:
-        from components.qa.sentence import sentence
+        from components.qa.sentence import sentence  # sentence.py reads Answer: imported here, not at the top
 
         out = {"defects": [d.to_dict() for d in self.detections], "none_found": self.none_found,
                "out_of_scope": self.out_of_scope}
@@ -230,7 +230,7 @@ class Reading:
         return topic + [NONE2] * (2 - len(topic)) + [MODES[0] if self.count else MODES[1], self.area]
 
     @classmethod
-    def from_tokens(cls, toks: list[str], classes: tuple[str, ...]) -> "Reading":
+    def from_tokens(cls, toks: list[str], classes: tuple[str, ...]) -> Reading:
         t1, t2, mode, area = toks
         if t1 == OFF:
             return cls(off=True)

@@ -5,8 +5,12 @@ text (`grammar.render`) stays what programs read; this is what the page and the 
 """
 from __future__ import annotations
 
-from components.qa.grammar import Answer, Detection
+from typing import TYPE_CHECKING
+
 from components.qa.vocab import ANY_AREA, NAMES, area_words
+
+if TYPE_CHECKING:  # grammar.Answer.to_dict calls sentence(): a runtime import would be a cycle
+    from components.qa.grammar import Answer, Detection
 
 NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 

@@ -16,8 +16,11 @@ from typing import NamedTuple
 
 from components.config import GateConfig
 from components.evaluation import paired
+from components.evaluation.columns import COLUMNS
 
-# (metric, GateConfig field, op). Strict ops: the threshold itself fails.
+# (metric, GateConfig field, op). Strict ops: the threshold itself fails. Every metric here is
+# a reported column (evaluation/columns.py COLUMNS, what every table shows), judged on its
+# better side (`>`: higher is better); checked below when this module loads.
 RULES: tuple[tuple[str, str, str], ...] = (
     ("f1_iou33", "min_f1_iou33", ">"),
     ("center_rmse_px", "max_center_rmse_px", "<"),
@@ -40,6 +43,11 @@ GATED: tuple[str, ...] = tuple(r[0] for r in RULES)
 PAIRED: tuple[str, ...] = tuple(m for m in GATED if m not in ("latency_p95_s", "ece", "parse_failure_rate"))
 """The gated figures compared with the champion's on the same boards."""
 HIGHER_IS_BETTER: dict[str, bool] = {m: op == ">" for m, _, op in RULES}
+_REPORTED = {c.key: c.higher_is_better for c in COLUMNS}
+_ASTRAY = [m for m in GATED if _REPORTED.get(m, "not reported") is not HIGHER_IS_BETTER[m]]
+if _ASTRAY:
+    raise ImportError(f"gate rules on {', '.join(_ASTRAY)}: not a reported column of evaluation/columns.py, "
+                      "or judged against the column's better side")
 Comparison = dict[str, tuple[float, float, float]]
 """metric -> (candidate - champion, interval low, interval high): paired.bootstrap's result."""
 

@@ -20,13 +20,14 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
-import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 from mlflow.types import ColSpec, Schema
 
 import components
+import mlflow
 from components.config import Config
+from components.evaluation.columns import headline
 from components.registry import pyfunc, tracking
 from components.registry.gate import Verdict
 
@@ -134,7 +135,7 @@ def record_evaluation(cfg: Config, version, metrics: dict, dataset_version: str)
     """Store metrics of an existing version measured on other evaluation data
     (e.g. the champion re-evaluated on this month's holdout)."""
     _get_version(cfg, version)
-    clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    clean = headline(metrics)
     _client(cfg).set_model_version_tag(cfg.registered_model, str(version),
                                        f"eval.{_safe_key(dataset_version)}", json.dumps(clean))
 
@@ -187,7 +188,7 @@ def register_candidate(cfg: Config, run_id: str, model_dir: str | Path, metrics:
     if not Path(model_dir).is_dir():
         raise FileNotFoundError(f"model folder {model_dir} does not exist")
     info = log_pyfunc(cfg, run_id, model_dir)
-    clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    clean = headline(metrics)
     tags = {"metrics": json.dumps(clean), "dataset_version": str(dataset_version), "run_id": run_id, "month": month,
             **{f"metric.{k}": repr(v) for k, v in clean.items()}}
     mv = mlflow.register_model(info.model_uri, cfg.registered_model, tags=tags)  # setup() set the registry URI

@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+import mlflow
 from components.config import Config
+from components.evaluation.columns import headline
 
 
 def is_local(uri: str) -> bool:
@@ -96,8 +97,7 @@ def log_metrics(cfg: Config, run_id: str, metrics: dict, stage: str = "", step: 
     """
     prefix = f"{stage}/" if stage else ""
     now = int(time.time() * 1000)
-    logged = {f"{prefix}{k}": float(v) for k, v in metrics.items()
-              if isinstance(v, (int, float)) and math.isfinite(float(v))}
+    logged = {f"{prefix}{k}": v for k, v in headline(metrics).items() if math.isfinite(v)}
     batch = [Metric(k, v, now, step) for k, v in logged.items()]
     for i in range(0, len(batch), 1000):
         client(cfg).log_batch(run_id, metrics=batch[i:i + 1000])

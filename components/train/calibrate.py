@@ -17,8 +17,7 @@ import numpy as np
 
 from components.config import Config
 from components.data.records import Sample
-from components.evaluation.evaluate import run_inspector
-from components.evaluation.metrics import correct_flags, ece, reliability
+from components.model.answers import correct_flags, ece, reliability, run_inspector
 from components.model.vlm import META_FILE
 
 

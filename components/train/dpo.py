@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components.config import TrainConfig
-from components.train.lm_common import LogTo, common_args, to_dataset, freeze_vision, last_checkpoint, lora_config
+from components.train.lm_common import LogTo, common_args, freeze_vision, last_checkpoint, lora_config, to_dataset
 
 
 def train_dpo(vlm, rows: list[dict], cfg: TrainConfig, out_dir: Path,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from components.data.records import Sample
-from components.qa.generate import PreferencePair, QAPair
 from components.model.regions import descriptors, match_regions, prompt_text, propose
+from components.qa.generate import PreferencePair, QAPair
 from components.qa.grammar import NO, YES, Detection, to_scan
 
 
@@ -130,7 +130,7 @@ def region_views(vlm, samples: list[Sample], size: int, iou_min: float, template
         imgs = [fuse(img, tmpl, size) for _, _, img, tmpl in chunk]
         frames = [Frame(*image_size(img), size) for _, _, img, _ in chunk]
         regions = propose(vlm, np.stack([np.asarray(im) for im in imgs]), frames)
-        for (s, src, *_), im, regs, frame in zip(chunk, imgs, regions, frames):
+        for (s, src, *_), im, regs, frame in zip(chunk, imgs, regions, frames, strict=True):
             gt = s.boxes if src == "test" else []
             picture = im if picture_dir is None else _save(im, picture_dir, f"{s.sample_id}_{src}.png")
             views[(s.sample_id, src)] = RegionView(picture, (frame.width, frame.height), regs, match_regions(regs, gt, iou_min))

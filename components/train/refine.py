@@ -40,7 +40,7 @@ class Jitter:
     max_scale: float
 
     @classmethod
-    def from_config(cls, t: TrainConfig) -> "Jitter":
+    def from_config(cls, t: TrainConfig) -> Jitter:
         return cls(t.refine_jitter, t.refine_jitter_shift, t.refine_jitter_min_scale, t.refine_jitter_max_scale)
 
 
@@ -104,7 +104,7 @@ def collect(vlm: DefectVLM, refiner: Refiner, data: FusedSet, floor: float, top_
         imgs = np.stack(imgs)
         out = vlm.spatial(imgs)
         dets = decode(out, vlm.stride, floor, top_k)
-        for b, (ds, (gt, gc)) in enumerate(zip(dets, gts)):
+        for b, (ds, (gt, gc)) in enumerate(zip(dets, gts, strict=True)):
             boxes = torch.tensor([d[2] for d in ds], dtype=torch.float32).reshape(-1, 4)
             labels, target = labels_for(boxes, gt, gc, n_cls, iou_min)
             if jitter and jitter.copies and len(gt):

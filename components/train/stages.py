@@ -195,8 +195,8 @@ def run_calibrate(model_dir: Path, calib: list[Sample], cfg: Config, out: Path) 
 
 def run_quantize(model_dir: Path, out: Path) -> dict:
     """Stage 4b: the served artifact: same weights, int8 Linear layers at load time."""
+    from components.model.int8 import size_mb
     from components.model.vlm import META_FILE
-    from components.train.quantize import size_mb
 
     if (done := finished(out)) is not None:
         return done

@@ -9,7 +9,6 @@ import pytest
 from components.config import Config
 
 
-
 @pytest.fixture(scope="session")
 def deeppcb(deeppcb_dir) -> Path:
     """The real DeepPCB folder (tests/conftest.py finds it or skips)."""

@@ -47,7 +47,7 @@ def test_voc_adapter(tmp_path, deeppcb, kit):
     (tmp_path / "lineA" / "broken.xml").write_text("<annotation><filename>broken.jpg</filename>")
     assert detect_format(tmp_path) == "voc"
     drop = load_drop(tmp_path)
-    by_id = {s.sample_id: (s, e) for s, e in zip(drop.samples, drop.errors)}
+    by_id = {s.sample_id: (s, e) for s, e in zip(drop.samples, drop.errors, strict=True)}
     s, err = by_id["board1"]
     assert err == "" and s.group == "lineA" and s.template_path is None
     assert [(b.x1, b.y1, b.x2, b.y2, b.cls) for b in s.boxes] == [

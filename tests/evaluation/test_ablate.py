@@ -1,26 +1,29 @@
 """`defectqa ablate` on the tiny model's run folder: every row evaluated, RESULTS.md written."""
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from components.evaluation.ablate import NOT_DONE, ROWS, minutes_up_to
 from flows.cli import app
 
+pytestmark = pytest.mark.model  # the session's tiny trained model (tests/conftest.py)
+
 
 def test_training_minutes_add_up_to_each_stage():
     figures = {"spatial": {"minutes": 2.0, "steps": 5}, "sft": {"sft_minutes": 1.5}, "dpo": {"dpo_minutes": 0.5},
-               "calibrated": {"calib_a": 1.0}, "int8": {"size_mb_int8": 3.0}}
+               "calibrate": {"calib_a": 1.0}, "quantize": {"size_mb_int8": 3.0}}
     assert minutes_up_to("sft", figures) == (3.5, [])
-    assert minutes_up_to("int8", figures) == (4.0, ["calibrated", "int8"])
+    assert minutes_up_to("quantize", figures) == (4.0, ["calibrate", "quantize"])
 
 
 def test_ablate_writes_every_row(tiny_model, deeppcb_dir, tmp_path):
     out = tmp_path / "RESULTS.md"
-    result = CliRunner().invoke(app, ["ablate", str(tiny_model), "--data", str(deeppcb_dir), "--max-images", "1",
+    result = CliRunner().invoke(app, ["ablate", str(tiny_model.root), "--data", str(deeppcb_dir), "--max-images", "1",
                                       "--out", str(out), "--params", "none", "--set", "eval.latency_samples=1"])
     assert result.exit_code == 0, result.output
     text = out.read_text()
-    assert f"`defectqa ablate {tiny_model} --data {deeppcb_dir} --out {out} --max-images 1" in text
+    assert f"`defectqa ablate {tiny_model.root} --data {deeppcb_dir} --out {out} --max-images 1" in text
     table = [line for line in text.splitlines() if line.startswith("| ")]
     for row in ROWS:
         assert any(line.startswith(f"| {row.name} |") for line in table), row.name

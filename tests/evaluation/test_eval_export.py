@@ -4,7 +4,8 @@ import pytest
 from components.config import EvalConfig
 from components.data.records import Box, Sample
 from components.evaluation.export import parse_line, read_export, score_export, write_export
-from components.evaluation.metrics import ImageResult, compute_metrics
+from components.evaluation.metrics import compute_metrics
+from components.model.answers import ImageResult
 from components.qa.grammar import Answer, Detection
 
 GT_A = Box(100, 100, 130, 130, "short")

@@ -5,7 +5,9 @@ import pytest
 
 from components.config import EvalConfig
 from components.data.records import Box, Sample
-from components.evaluation.metrics import ImageResult, compute_metrics, correct_flags, headline, match
+from components.evaluation.columns import headline
+from components.evaluation.metrics import compute_metrics
+from components.model.answers import ImageResult, correct_flags, match
 from components.qa.grammar import Answer, Detection, render
 
 CFG = EvalConfig()

@@ -7,8 +7,9 @@ from PIL import Image
 
 from components.config import EvalConfig
 from components.data.records import read_deeppcb
-from components.evaluation.metrics import ImageResult, compute_metrics
+from components.evaluation.metrics import compute_metrics
 from components.evaluation.report import write_report
+from components.model.answers import ImageResult
 from components.qa.grammar import Answer, Detection
 
 

@@ -8,8 +8,9 @@ import pytest
 from components.config import CLASSES, EvalConfig
 from components.data.records import Box, Sample
 from components.evaluation import paired
-from components.evaluation.metrics import ImageResult, compute_metrics
+from components.evaluation.metrics import compute_metrics
 from components.evaluation.questions import Asked, score, suite, truth_of
+from components.model.answers import ImageResult
 from components.qa.grammar import Answer, Detection, answer_for
 from components.registry.gate import PAIRED
 
@@ -22,7 +23,7 @@ def _boards(n: int, seed: int = 0) -> list[Sample]:
     out = []
     for i in range(n):
         boxes = [Box(x, y, x + 30, y + 30, rng.choice(CLASSES)) for x, y in
-                 zip(rng.sample(range(0, 600, 40), 3), rng.sample(range(0, 600, 40), 3))][: rng.randint(1, 3)]
+                 zip(rng.sample(range(0, 600, 40), 3), rng.sample(range(0, 600, 40), 3), strict=True)][: rng.randint(1, 3)]
         out.append(Sample(f"b{i}", "g", f"/nowhere/b{i}_test.jpg", f"/nowhere/b{i}_temp.jpg", boxes))
     return out
 

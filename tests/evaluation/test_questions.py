@@ -1,10 +1,14 @@
 """The question suite's scoring: each kind against the boxes it asks for, read and none rates."""
 import math
 
+import pytest
+
 from components.config import CLASSES
 from components.data.records import Box
 from components.evaluation.questions import Asked, score, suite, truth_of
 from components.qa.grammar import Detection, Reading, answer_for
+
+pytestmark = pytest.mark.model  # the session's tiny trained model (tests/conftest.py)
 
 SIZE = (640, 640)
 BOXES = [Box(10, 10, 40, 40, "short"), Box(500, 500, 530, 540, "spur"), Box(600, 20, 630, 50, "short")]
@@ -55,13 +59,14 @@ def test_right_answers_score_one_and_none_found_answers_score_false_none():
 def test_evaluate_asks_the_suite_and_exports_every_question(tiny_model, boards, tmp_path):
     import json
 
-    from components.evaluation.metrics import match, prf
+    from components.evaluation.metrics import prf
     from components.evaluation.run import evaluate_model, json_line
+    from components.model.answers import match
     from components.qa.grammar import Detection as Det
     from tests.conftest import tiny_cfg
 
     cfg = tiny_cfg(tmp_path)
-    metrics = evaluate_model(tiny_model / "int8" / "model", boards[:2], cfg, tmp_path / "rep", "tiny",
+    metrics = evaluate_model(tiny_model.model("quantize"), boards[:2], cfg, tmp_path / "rep", "tiny",
                              export=tmp_path / "export")
     line = json.loads(json_line(metrics))
     assert {"f1_iou33", "answer_f1_locate", "answer_f1_spatial", "count_exact_count_class", "false_none_rate",

@@ -2,17 +2,21 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from components.config import EvalConfig
-from components.evaluation.evaluate import evaluate, run_inspector
+from components.evaluation.evaluate import evaluate
 from components.evaluation.report import render_html
 from components.evaluation.robustness import perturbations
 from components.evaluation.run import evaluate_model, json_line
+from components.model.answers import run_inspector
 from components.model.blur_check import BlurChecked, consistent
-from components.model.inference import InspectResult, Inspector
+from components.model.inference import Inspector, InspectResult
 from components.qa.grammar import Answer, Detection, parse, render
 from tests.conftest import tiny_cfg
+
+pytestmark = pytest.mark.model  # the session's tiny trained model (tests/conftest.py)
 
 SHORT = Detection("short", (100, 100, 140, 140), 0.9)
 SPUR = Detection("spur", (300, 300, 320, 330), 0.8)
@@ -95,13 +99,13 @@ def test_blur_check_that_drops_everything_says_none_found(boards):
 
 
 def test_blur_check_on_the_tiny_model_answers_in_grammar(tiny_model, boards):
-    inner = Inspector.load(tiny_model / "int8" / "model")
+    inner = Inspector.load(tiny_model.model("quantize"))
     checked = BlurChecked(inner, sigma=1.5, iou=0.3, same_class=False)
     pairs = [(b.test_path, b.template_path) for b in boards[:2]]
     plain = inner.ask_batch(pairs, "Describe all defects.")
     assert inner.regions_batch(pairs) == [p.regions for p in plain]  # what the answer decided on
     both = checked.ask_batch(pairs, "Describe all defects.")
-    for p, c in zip(plain, both):
+    for p, c in zip(plain, both, strict=True):
         assert set(c.answer.detections) <= set(p.answer.detections)
         parse(c.answer_text)
     assert checked.vlm is inner.vlm and "blur_check_sigma" in checked.version_info
@@ -120,7 +124,7 @@ def test_no_template_mode_asks_boards_alone(boards):
 def test_evaluate_with_robustness_reports_every_perturbation(tiny_model, boards, tmp_path):
     cfg = tiny_cfg(tmp_path)
     cfg.eval.latency_samples = 1
-    metrics = evaluate_model(tiny_model / "int8" / "model", boards[:1], cfg, tmp_path / "out", "tiny",
+    metrics = evaluate_model(tiny_model.model("quantize"), boards[:1], cfg, tmp_path / "out", "tiny",
                              robustness=True, templates_as_input=False)
     names = set(perturbations(cfg.eval))
     assert set(metrics["robustness"]) == names

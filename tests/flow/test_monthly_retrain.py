@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import TINY
 
+pytestmark = [pytest.mark.flow, pytest.mark.slow]
+
 GROUPS = {"2026-01": {"group00041": 3, "group77000": 1, "group92000": 2}, "2026-02": {"group44000": 2}}
 
 
@@ -154,6 +156,8 @@ def test_a_reason_the_tracking_server_could_not_take_closes_the_run_later(replay
     import dataclasses
     import subprocess
 
+    from mlflow.exceptions import MlflowException
+
     from components.registry import tracking
 
     _, overrides, _ = replay
@@ -163,7 +167,7 @@ def test_a_reason_the_tracking_server_could_not_take_closes_the_run_later(replay
     run_id = tracking.start_run(cfg, "retrain-2026-11", {"month": "2026-11", **tracking.owner_tags(), "pid": str(gone.pid)})
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     down = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, tracking_uri="http://127.0.0.1:9"))
-    with pytest.raises(Exception):
+    with pytest.raises(MlflowException):
         tracking.fail_run(down, run_id, ValueError("drop rejected: 3 bad rows"))
     err = tracking.unreachable(down, _mlflow_error(down))
     assert err is not None and "http://127.0.0.1:9" in str(err)
@@ -180,3 +184,28 @@ def _mlflow_error(cfg):
     except Exception as exc:  # noqa: BLE001 - the error MLflow gives for a server that is down
         return exc
     raise AssertionError("expected the tracking server to be unreachable")
+
+
+@pytest.mark.parametrize("override", ["eval.iou=0.5", "data.holdout_groups=group92000,group44000"])
+def test_a_stage_reruns_when_a_value_it_reads_changes(replay, override):
+    """Prefect's cache: the first month's QA stage is reused as it is, and trained again (in a
+    new run folder) when a config value training reads changes."""
+    from prefect import flow
+
+    from components.data.split import load_accepted, split_samples
+    from components.pipeline import run_key
+    from components.train import stages
+    from tasks import train
+
+    _, overrides, first = replay
+
+    @flow
+    def qa_stage(overrides: list[str]) -> tuple[str, str]:
+        cfg = _cfg(overrides)
+        lm = stages.lm_samples(split_samples(load_accepted(cfg), cfg), cfg)
+        run_dir = str(cfg.paths.runs_dir / run_key(cfg, first["dataset_version"]))
+        return train.make_qa(lm, cfg, run_dir, return_state=True).name, run_dir
+
+    assert qa_stage(overrides) == ("Cached", first["run_dir"])
+    state, run_dir = qa_stage(overrides + [override])
+    assert state == "Completed" and run_dir != first["run_dir"]

@@ -7,17 +7,19 @@ import pytest
 from components.model.inference import Inspector
 from components.model.vlm import META_FILE
 
+pytestmark = pytest.mark.model  # the session's tiny trained model (tests/conftest.py)
+
 
 def test_both_calibrations_are_fitted_and_shipped(tiny_model):
-    figures = json.loads((tiny_model / "calibrated" / "stage.json").read_text())
-    meta = json.loads((tiny_model / "int8" / "model" / META_FILE).read_text())
+    figures = json.loads((tiny_model.dir("calibrate") / "stage.json").read_text())
+    meta = json.loads((tiny_model.model("quantize") / META_FILE).read_text())
     for key, prefix in (("calibration", "calib"), ("calibration_no_template", "calib_no_template")):
         assert set(meta[key]) == {"a", "b"}
         assert f"{prefix}_detections" in figures and f"{prefix}_ece_after" in figures
 
 
 def test_boards_asked_alone_get_the_no_template_calibration(tiny_model, boards):
-    inspector = Inspector.load(tiny_model / "calibrated" / "model")
+    inspector = Inspector.load(tiny_model.model("calibrate"))
     # a = 0: every calibrated confidence becomes sigmoid(b), whatever the score.
     inspector.vlm.meta.calibration = {"a": 0.0, "b": 2.0}
     inspector.vlm.meta.calibration_no_template = {"a": 0.0, "b": -2.0}

@@ -80,5 +80,6 @@ def test_reading_covers_class_and_area():
     assert not Reading((), False, "centre").covers("open", (20, 320), size)
     assert not Reading(off=True).covers("open", (320, 320), size)
     # What the scan decides on is the area alone, whatever class is asked.
-    assert Reading(("short",), False, "tl").scans((100, 100), size) and not Reading(("short",), False, "tl").scans((400, 100), size)
+    tl = Reading(("short",), False, "tl")
+    assert tl.scans((100, 100), size) and not tl.scans((400, 100), size)
     assert not Reading(off=True).scans((320, 320), size)

@@ -34,7 +34,7 @@ def _generated(boards) -> set[str]:
     """What the generator writes with the default config: on real boards and on many synthetic ones."""
     rng = random.Random(0)
     synthetic = [[Box(x, y, x + 30, y + 30, c) for x, y, c in zip(rng.sample(range(600), 3), rng.sample(range(600), 3),
-                                                               rng.sample(CLASSES, 3))] for _ in range(300)]
+                                                               rng.sample(CLASSES, 3), strict=True)] for _ in range(300)]
     cfg = QAConfig()
     out = set()
     for boxes in [s.boxes for s in boards] + synthetic + [[]] * 50:

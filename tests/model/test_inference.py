@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from components.model.constrained import ScanLogits
-from components.model.regions import descriptors
-from components.qa.grammar import Detection
 from components.model.inference import Inspector
-from components.qa.grammar import parse, resolve_scan
+from components.model.regions import descriptors
+from components.qa.grammar import Detection, parse, resolve_scan
 from components.train.stages import new_model
 from tests.conftest import tiny_cfg
+
+pytestmark = pytest.mark.model  # the session's tiny trained model (tests/conftest.py)
 
 QUESTIONS = ["Where is the short circuit?", "How many spurs?", "Any pin-holes?", "Describe all defects.",
              "what's wrong with this board", "Any defects in the top left?"]
@@ -18,7 +19,7 @@ QUESTIONS = ["Where is the short circuit?", "How many spurs?", "Any pin-holes?",
 
 @pytest.mark.parametrize("int8", [False, True])
 def test_answers_parse_and_carry_class_box_centre_confidence(tiny_model, boards, int8):
-    inspector = Inspector.load(tiny_model / "int8" / "model", quantize=int8)
+    inspector = Inspector.load(tiny_model.model("quantize"), quantize=int8)
     assert inspector.vlm.meta.quantize == "int8"
     for q in QUESTIONS:
         r = inspector.ask(boards[0].test_path, q, boards[0].template_path)
@@ -31,7 +32,7 @@ def test_answers_parse_and_carry_class_box_centre_confidence(tiny_model, boards,
 
 
 def test_batched_answers_equal_single_answers(tiny_model, boards):
-    inspector = Inspector.load(tiny_model / "int8" / "model", quantize=False)
+    inspector = Inspector.load(tiny_model.model("quantize"), quantize=False)
     pairs = [(b.test_path, b.template_path) for b in boards[:3]] + [(boards[0].template_path, None)]
     batch = inspector.ask_batch(pairs, "Describe all defects.")
     single = [inspector.ask(img, "Describe all defects.", tmpl) for img, tmpl in pairs]
@@ -48,7 +49,7 @@ def test_chunked_decoding_writes_what_generate_writes(tiny_model, boards):
     """The KV-cache loop that feeds forced tokens in chunks gives model.generate's text exactly:
     a batch whose rows have different numbers of regions (one none) and different questions
     (prompts of different lengths, left-padded)."""
-    inspector = Inspector.load(tiny_model / "int8" / "model", quantize=False)
+    inspector = Inspector.load(tiny_model.model("quantize"), quantize=False)
     pairs = [(b.test_path, b.template_path) for b in boards[:3]] + [(boards[3].test_path, None)]
     pictures = _pictures(inspector, pairs)
     many = [Detection(c, (10 * i, 10 * i, 10 * i + 30, 10 * i + 20), 0.1 * i)
@@ -62,18 +63,18 @@ def test_chunked_decoding_writes_what_generate_writes(tiny_model, boards):
     for texts in (same, mixed):
         fast = inspector._generate(pictures, texts, regions, sizes)
         assert [raw for raw, _ in fast] == inspector._generate_reference(pictures, texts, regions, sizes)
-        for (raw, logprobs), regs in zip(fast, regions):
+        for (raw, logprobs), regs in zip(fast, regions, strict=True):
             answer = resolve_scan(raw, regs, tuple(inspector.vlm.meta.classes))
             assert len(logprobs) == (0 if answer.out_of_scope else len(regs)) and all(lp <= 0 for lp in logprobs)
             assert raw.endswith("[EOF]") and len(answer.detections) <= len(regs)
 
 
 def test_mixed_questions_in_one_batch_answer_like_single_asks(tiny_model, boards):
-    inspector = Inspector.load(tiny_model / "int8" / "model", quantize=False)
+    inspector = Inspector.load(tiny_model.model("quantize"), quantize=False)
     pairs = [(b.test_path, b.template_path) for b in boards[:2]] + [(boards[2].test_path, None)]
     questions = ["Any spurs?", "Where is the short circuit on this board?", "How many defects?"]
     batch = inspector.ask_batch(pairs, questions)
-    single = [inspector.ask(img, q, tmpl) for (img, tmpl), q in zip(pairs, questions)]
+    single = [inspector.ask(img, q, tmpl) for (img, tmpl), q in zip(pairs, questions, strict=True)]
     assert [r.raw for r in batch] == [r.raw for r in single]
     assert [len(r.decision_logprobs) for r in batch] == [0 if r.answer.out_of_scope else len(r.regions) for r in batch]
     flat = lambda results: [lp for r in results for lp in r.decision_logprobs]  # noqa: E731
@@ -83,7 +84,7 @@ def test_mixed_questions_in_one_batch_answer_like_single_asks(tiny_model, boards
 
 
 def test_empty_question_is_refused(tiny_model, boards):
-    inspector = Inspector.load(tiny_model / "int8" / "model")
+    inspector = Inspector.load(tiny_model.model("quantize"))
     with pytest.raises(ValueError, match="empty"):
         inspector.ask(boards[0].test_path, "  ")
 
@@ -94,7 +95,7 @@ def test_template_of_another_size_is_refused(tiny_model, boards, tmp_path):
     small = tmp_path / "small.jpg"
     Image.open(boards[0].template_path).resize((320, 320)).save(small)
     with pytest.raises(ValueError, match="template is 320x320"):
-        Inspector.load(tiny_model / "int8" / "model").ask(boards[0].test_path, "Any spurs?", small)
+        Inspector.load(tiny_model.model("quantize")).ask(boards[0].test_path, "Any spurs?", small)
 
 
 def test_constrained_decoding_always_yields_grammar(tmp_path):
@@ -122,7 +123,7 @@ def test_constrained_decoding_always_yields_grammar(tmp_path):
 
 def test_int8_quantizes_the_language_model_and_keeps_regions_independent_of_the_batch(tiny_model, boards):
     """Boxes must not depend on which other boards share a served batch: the vision side stays fp32."""
-    inspector = Inspector.load(tiny_model / "int8" / "model", quantize=True)
+    inspector = Inspector.load(tiny_model.model("quantize"), quantize=True)
     from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
     def int8_layers(module):

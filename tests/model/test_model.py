@@ -60,7 +60,7 @@ def test_fused_set_adds_no_template_copies_with_the_same_boxes(boards):
     alone = [i for i, img in enumerate(both.images) if img[..., 1].max() == 0]
     assert len(alone) == 6
     boards_alone = [i for i in alone if not both.is_template[i]]
-    for i, j in zip(boards_alone, range(3)):
+    for i, j in zip(boards_alone, range(3), strict=True):
         assert np.array_equal(both.boxes[i], plain.boxes[j]) and len(plain.boxes[j])
         assert np.array_equal(both.images[i][..., 0], plain.images[j][..., 0])
     assert all(len(both.boxes[i]) == 0 for i in alone if both.is_template[i])
@@ -76,7 +76,9 @@ def test_decode_reads_back_targets():
     boxes = [torch.tensor([[40.0, 50.0, 80.0, 70.0], [150.0, 150.0, 190.0, 200.0]])]
     labels = [torch.tensor([2, 5])]
     t = build_targets(boxes, labels, 6, (14, 14), 16.0)
-    logit = lambda p: torch.log(p.clamp(1e-6, 1 - 1e-6) / (1 - p.clamp(1e-6, 1 - 1e-6)))
+    def logit(p):
+        return torch.log(p.clamp(1e-6, 1 - 1e-6) / (1 - p.clamp(1e-6, 1 - 1e-6)))
+
     out = {"heat": logit(t["heat"]), "offset": logit(t["offset"]), "size": t["size"]}
     dets = decode(out, 16.0, 0.5, 10)[0]
     assert sorted(k for k, _, _ in dets) == [2, 5]
@@ -118,16 +120,17 @@ def test_spatial_training_changes_vision_and_head_only(tmp_path, boards):
 
 
 def test_sft_and_dpo_train_the_language_model_not_the_vision_tower(tmp_path, boards):
+    from components.pipeline import RunLayout
     from components.train import stages
 
-    cfg = tiny_cfg(tmp_path)
-    stages.make_qa(boards[:4], cfg, tmp_path / "qa")
-    stages.run_spatial(boards[:4], cfg, tmp_path / "spatial", "v")
-    start = DefectVLM.load(tmp_path / "spatial" / "model", quantize=False)
-    stages.run_sft(tmp_path / "spatial" / "model", boards[:4], tmp_path / "qa", cfg, tmp_path / "sft")
-    after_sft = DefectVLM.load(tmp_path / "sft" / "model", quantize=False)
-    stages.run_dpo(tmp_path / "sft" / "model", boards[:4], tmp_path / "qa", cfg, tmp_path / "dpo")
-    after_dpo = DefectVLM.load(tmp_path / "dpo" / "model", quantize=False)
+    cfg, run = tiny_cfg(tmp_path), RunLayout(tmp_path)
+    stages.make_qa(boards[:4], cfg, run.dir("qa"))
+    stages.run_spatial(boards[:4], cfg, run.dir("spatial"), "v")
+    start = DefectVLM.load(run.model("spatial"), quantize=False)
+    stages.run_sft(run.model("spatial"), boards[:4], run.dir("qa"), cfg, run.dir("sft"))
+    after_sft = DefectVLM.load(run.model("sft"), quantize=False)
+    stages.run_dpo(run.model("sft"), boards[:4], run.dir("qa"), cfg, run.dir("dpo"))
+    after_dpo = DefectVLM.load(run.model("dpo"), quantize=False)
 
     def diff(a, b, part):
         pa, pb = dict(a.model.named_parameters()), dict(b.model.named_parameters())

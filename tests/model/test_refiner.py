@@ -1,11 +1,14 @@
 """The refinement stage: its labels and box targets, that it learns, and how it re-checks candidates."""
 import numpy as np
+import pytest
 import torch
 
 from components.model.refiner import Refiner, from_window, merge_touching, recheck, to_window
 from components.model.vlm import DefectVLM, normalise
 from components.train.images import FusedSet
 from components.train.refine import Examples, Jitter, _flip, collect, jitter_boxes, labels_for, train_refiner
+
+pytestmark = pytest.mark.model  # the session's tiny trained model (tests/conftest.py)
 
 NONE = 6
 
@@ -61,19 +64,22 @@ def test_jittered_boxes_stay_around_their_defect_within_the_set_ranges():
 
 def test_windows_grow_with_long_candidates_up_to_max_side():
     boxes = torch.tensor([[0., 0, 4, 4], [0, 0, 60, 10], [0, 0, 200, 10]])
-    sides = lambda r: (r.windows(boxes)[:, 2] - r.windows(boxes)[:, 0]).tolist()
+    def sides(r):
+        return (r.windows(boxes)[:, 2] - r.windows(boxes)[:, 0]).tolist()
+
     assert sides(Refiner(NONE, max_side=160.0)) == [24.0, 120.0, 160.0]
     assert sides(Refiner(NONE, max_side=96.0)) == [24.0, 96.0, 96.0]
 
 
 def test_collect_adds_box_only_examples_around_each_defect(tiny_model, boards):
-    vlm = DefectVLM.load(tiny_model / "spatial" / "model", quantize=False)
+    vlm = DefectVLM.load(tiny_model.model("spatial"), quantize=False)
     data = FusedSet(boards[:2], tuple(vlm.meta.classes), vlm.meta.input_size)
     n_defects = sum(len(b) for b in data.boxes)
     # A floor above every score: no head proposals, so only the jittered boxes remain.
     plain = collect(vlm, vlm.refiner, data, floor=1.01, top_k=8, iou_min=0.33, views=1, seed=0)
     assert len(plain.labels) == 0
-    ex = collect(vlm, vlm.refiner, data, floor=1.01, top_k=8, iou_min=0.33, views=1, seed=0, jitter=Jitter(copies=3, shift=0.3, min_scale=0.5, max_scale=1.3))
+    ex = collect(vlm, vlm.refiner, data, floor=1.01, top_k=8, iou_min=0.33, views=1, seed=0,
+                 jitter=Jitter(copies=3, shift=0.3, min_scale=0.5, max_scale=1.3))
     assert len(ex.labels) == 3 * n_defects
     assert (ex.labels == -1).all()  # they teach the box, never the class
     assert not ex.targets.isnan().any()
@@ -104,7 +110,7 @@ def test_refiner_learns_and_its_weights_change():
     before = [p.detach().clone() for p in refiner.parameters()]
     figures = train_refiner(refiner, ex, epochs=30, batch=32, lr=3e-3, seed=0)
     assert figures["refine_examples"] == 192 and figures["refine_steps"] == 30 * 6
-    assert all(not torch.equal(a, b) for a, b in zip(before, refiner.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(before, refiner.parameters(), strict=True))
     with torch.no_grad():
         logits, t = refiner.classify(ex.crops.float(), ex.head_probs, ex.log_size)
     assert (logits.argmax(-1) == ex.labels).float().mean() > 0.8
@@ -132,13 +138,13 @@ def test_recheck_names_moves_merges_and_drops_candidates():
     assert len(kept[0]) == 3 and kept[1] == []
     assert all(0 <= k < NONE and 0.0 <= s <= 1.0 for k, s, _ in kept[0])
     # Each box now sits on its candidate's centre, a quarter of its window (2 x longer side, >= 24 px) wide.
-    for (_, _, b), (_, _, (x1, y1, x2, y2)) in zip(kept[0], dets[0]):
+    for (_, _, b), (_, _, (x1, y1, x2, y2)) in zip(kept[0], dets[0], strict=True):
         half = max(24.0, 2 * max(x2 - x1, y2 - y1)) / 8
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         assert np.allclose(b, [cx - half, cy - half, cx + half, cy + half], atol=1e-3)
     # A second pass works on the corrected boxes: 6-px boxes get the 24-px window, so 3-px halves.
     again = recheck(refiner, out, dets, 16.0, floor=0.0, passes=2)
-    for (_, _, b), (_, _, (x1, y1, x2, y2)) in zip(again[0], dets[0]):
+    for (_, _, b), (_, _, (x1, y1, x2, y2)) in zip(again[0], dets[0], strict=True):
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         assert np.allclose(b, [cx - 3, cy - 3, cx + 3, cy + 3], atol=1e-3)
     merged = recheck(refiner, out, dets, 16.0, floor=0.0, nms_iou=0.5)
@@ -147,11 +153,11 @@ def test_recheck_names_moves_merges_and_drops_candidates():
 
 
 def test_the_refiner_travels_with_the_model_folder(tiny_model, tmp_path):
-    folder = tiny_model / "spatial" / "model"
+    folder = tiny_model.model("spatial")
     vlm = DefectVLM.load(folder)
     assert vlm.refiner is not None and (folder / "refiner.pt").exists()
     again = DefectVLM.load(vlm.save(tmp_path / "copy"))
-    for a, b in zip(vlm.refiner.state_dict().values(), again.refiner.state_dict().values()):
+    for a, b in zip(vlm.refiner.state_dict().values(), again.refiner.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 

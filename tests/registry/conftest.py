@@ -45,7 +45,7 @@ def model_dir(tmp_path):
         d = tmp_path / f"model-{text}"
         (d / "sub").mkdir(parents=True, exist_ok=True)
         (d / "weights.txt").write_text(text)
-        (d / "sub" / "config.json").write_text('{"v": "%s"}' % text)
+        (d / "sub" / "config.json").write_text(f'{{"v": "{text}"}}')
         return d
 
     return make

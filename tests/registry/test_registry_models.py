@@ -11,6 +11,7 @@ from components.registry.gate import judge
 from components.registry.registry import RegistryError
 from tests.registry.conftest import GOOD
 
+
 def _register(cfg, model_dir, text, metrics=GOOD, dataset="2024-01"):
     run_id = tracking.start_run(cfg, f"train-{text}")
     return registry.register_candidate(cfg, run_id, model_dir(text), metrics, dataset)

@@ -6,14 +6,17 @@ import json
 
 import mlflow.pyfunc
 import pandas as pd
+import pytest
 
 from components.qa.grammar import parse
 from components.registry import registry, tracking
 
+pytestmark = pytest.mark.model  # the session's tiny trained model (tests/conftest.py)
+
 
 def test_predict_through_mlflow(cfg, tiny_model, boards):
     run_id = tracking.start_run(cfg, "train")
-    registry.promote(cfg, registry.register_candidate(cfg, run_id, tiny_model / "int8" / "model", {}, "d1"))
+    registry.promote(cfg, registry.register_candidate(cfg, run_id, tiny_model.model("quantize"), {}, "d1"))
     pyfunc_dir = registry.resolve(cfg, "@champion").parent.parent  # <model>/artifacts/<folder>
     model = mlflow.pyfunc.load_model(str(pyfunc_dir))
 
@@ -56,7 +59,7 @@ def test_registered_requirements_cover_what_the_answering_path_imports(cfg, tiny
     import sys
 
     run_id = tracking.start_run(cfg, "train")
-    version = registry.register_candidate(cfg, run_id, tiny_model / "int8" / "model", {}, "d1")
+    version = registry.register_candidate(cfg, run_id, tiny_model.model("quantize"), {}, "d1")
     pyfunc_dir = registry.resolve(cfg, f"models:/{cfg.registered_model}/{version}").parent.parent
     out = subprocess.run([sys.executable, "-c", _IMPORTS, str(pyfunc_dir), boards[0].test_path],
                          capture_output=True, text=True, check=True)

@@ -12,19 +12,20 @@ from pathlib import Path
 
 import httpx
 import openai
-
-from components.qa.sentence import sentence
 import pytest
 from PIL import Image
 
 from components.model.blur_check import BlurChecked, load_inspector
 from components.model.inference import Inspector
+from components.qa.sentence import sentence
 from components.registry import registry, tracking
 from components.registry.registry import RegistryError
 from components.serving import create_app
 from components.serving.models import ModelHolder
 from components.serving.server import BackgroundServer
 from tests.conftest import tiny_cfg
+
+pytestmark = pytest.mark.model  # the session's tiny trained model (tests/conftest.py)
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 QUESTION = "Describe all defects on this board."
@@ -41,7 +42,7 @@ def _with_name(cfg, name: str):
 
 @pytest.fixture(scope="module")
 def model_dir(tiny_model) -> Path:
-    return tiny_model / "int8" / "model"
+    return tiny_model.model("quantize")
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,7 @@ def test_concurrent_requests_are_batched_and_answered_as_if_alone(store, boards,
     """Requests arriving together share model calls; each gets the answer it would get alone.
     Served: the fp32 model (int8 quantizes each layer's input with one scale per call, so its
     answers may depend slightly on the rest of the batch)."""
-    folder = tiny_model / "calibrated" / "model"
+    folder = tiny_model.model("calibrate")
     cfg = dataclasses.replace(store, serve=dataclasses.replace(store.serve, max_batch=4, batch_wait_ms=1000.0))
     questions = [QUESTION, "Any spurs?", "How many defects in the top left?", "Where is the short circuit?"]
     asks = [(b.test_path, b.template_path if k % 3 else None, questions[k % 4])
@@ -199,7 +200,7 @@ def test_a_failing_request_does_not_fail_its_batch(boards, tiny_model):
     """The batcher asks a failed batch's requests again one by one: only the bad one fails."""
     from components.serving.batcher import Batcher
 
-    inspector = Inspector.load(tiny_model / "calibrated" / "model")
+    inspector = Inspector.load(tiny_model.model("calibrate"))
     sizes: list[int] = []
     batcher = Batcher(inspector, max_batch=3, wait_s=2.0, on_batch=sizes.append)
     small = Image.open(boards[1].template_path).resize((320, 320))  # a template that does not fit its board

@@ -18,8 +18,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 QUESTIONS = ["Describe all defects on this board.", "Where is the short circuit?", "How many spurs?",
              "Any pin-holes?"]
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at "
-                                "/usr/bin/chromium (run infra/install-browser.sh)")
+pytestmark = [pytest.mark.browser, pytest.mark.model,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at "
+                                 "/usr/bin/chromium (run infra/install-browser.sh)")]
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +49,20 @@ def naming_model(tiny_model, tmp_path_factory) -> Path:
     test drawing; a consistent target is: after each region descriptor, say `spur`.
     """
     from components import config
+    from components.model.regions import descriptors
     from components.model.vlm import DefectVLM
     from components.qa.grammar import Reading, to_scan
     from components.train.lm_data import _assistant, _prompt, load_views
-    from components.model.regions import descriptors
     from components.train.sft import train_sft
 
     work = tmp_path_factory.mktemp("naming-model")
     cfg = config.load(None, TINY + ["train.sft_max_steps=40", "train.sft_lr=0.005"])
-    views = load_views(tiny_model / "spatial" / "views.json")
+    views = load_views(tiny_model.dir("spatial") / "views.json")
     rows = [{"images": [v.image], "prompt": _prompt(q, None),
              "completion": _assistant(to_scan(Reading(), descriptors(v.regions, v.size, Reading()),
                                               ["spur"] * len(v.regions)))}
             for v in views.values() for q in QUESTIONS]
-    vlm = DefectVLM.load(tiny_model / "spatial" / "model", quantize=False)
+    vlm = DefectVLM.load(tiny_model.model("spatial"), quantize=False)
     train_sft(vlm, rows * 4, cfg.train, work / "trainer")
     return vlm.save(work / "model")
 
@@ -72,7 +73,7 @@ def silent_model(tiny_model, tmp_path_factory) -> Path:
     from components.model.vlm import META_FILE
 
     folder = tmp_path_factory.mktemp("silent-model") / "model"
-    shutil.copytree(tiny_model / "int8" / "model", folder)
+    shutil.copytree(tiny_model.model("quantize"), folder)
     meta = json.loads((folder / META_FILE).read_text())
     meta["region_floor"] = 1.01
     (folder / META_FILE).write_text(json.dumps(meta))
@@ -119,7 +120,7 @@ def test_boxes_and_list_match_the_api(naming_model, boards, page, tmp_path):
 
         drawn, items = _drawn(page), page.locator("#defects li").all_inner_texts()
         assert len(drawn) == len(items) == len(api["defects"])
-        for rect, item, d in zip(drawn, items, api["defects"]):
+        for rect, item, d in zip(drawn, items, api["defects"], strict=True):
             x1, y1, x2, y2 = d["box"]
             assert rect["box"] == [x1, y1, x2 - x1, y2 - y1] and rect["cls"] == d["class"]
             assert rect["conf"] == d["confidence"] and rect["label"] == f"{d['class']} {d['confidence']:.2f}"
@@ -149,7 +150,7 @@ def test_no_defects_is_said_plainly(silent_model, boards, page, tmp_path):
 
 
 def test_errors_are_shown_in_words(tiny_model, page, tmp_path):
-    with _serve(tiny_model / "int8" / "model", tmp_path) as server:
+    with _serve(tiny_model.model("quantize"), tmp_path) as server:
         page.goto(server.url)
         page.click("#ask")
         assert page.text_content("#error") == "Choose a board image first."

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -94,7 +94,7 @@ def service(stack_session, tmp_path_factory, deeppcb_dir):
 def month_start(month: str) -> datetime:
     """02:00 UTC on the first of month: when the schedule starts that month's run."""
     year, mon = map(int, month.split("-"))
-    return datetime(year, mon, 1, 2, 0, tzinfo=timezone.utc)
+    return datetime(year, mon, 1, 2, 0, tzinfo=UTC)
 
 
 def start_month(service: Service, month: str, env: dict | None = None):

@@ -3,13 +3,18 @@ going away mid-run."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
+from components.pipeline import RunLayout
+from components.train.stages import DONE
 from tests.stack.conftest import cfg_of, read_run, run_month, start_month, wait_for
 
 pytestmark = pytest.mark.stack
 
+SPATIAL_DONE = str(RunLayout(Path("runs/*")).dir("spatial") / DONE)
+"""Glob, under the workdir, of every run's finished spatial stage."""
 # Few, quick HTTP retries for the flow's MLflow client, so a server that is down fails the run
 # in seconds here (the defaults retry for minutes).
 QUICK_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
@@ -36,10 +41,10 @@ def test_mlflow_going_away_fails_the_run_by_name_and_a_rerun_resumes(service):
     from components.registry import registry, tracking
 
     stack, state = service.stack, service.state
-    trained = set(state.glob("runs/*/spatial/stage.json"))
+    trained = set(state.glob(SPATIAL_DONE))
     run = start_month(service, "2026-02", QUICK_RETRIES)
     # Stop the server once this month's spatial stage is done: mid-training.
-    wait_for(run.id, lambda r: set(state.glob("runs/*/spatial/stage.json")) - trained or r.state.is_final())
+    wait_for(run.id, lambda r: set(state.glob(SPATIAL_DONE)) - trained or r.state.is_final())
     stack.stop("mlflow")
     try:
         failed = wait_for(run.id, lambda r: r.state.is_final())
@@ -47,7 +52,7 @@ def test_mlflow_going_away_fails_the_run_by_name_and_a_rerun_resumes(service):
         stack.start("mlflow")
     assert failed.state.is_failed()
     assert f"MLflow tracking server {stack.urls['mlflow']} could not be reached" in failed.state.message
-    (spatial,) = set(state.glob("runs/*/spatial/stage.json")) - trained
+    (spatial,) = set(state.glob(SPATIAL_DONE)) - trained
     trained_at = spatial.stat().st_mtime
     cfg = cfg_of(service)
     assert registry.champion(cfg) in (None, "1") and not _versions_of(service, "2026-02")
@@ -80,16 +85,16 @@ def test_a_killed_worker_run_is_crashed_closed_and_resumed_by_the_rerun(service)
     stack, state = service.stack, service.state
     cfg = cfg_of(service)
     assert run_month(service, "2026-01").state.is_completed()  # the held-out boards (if not trained yet)
-    trained = set(state.glob("runs/*/spatial/stage.json"))
+    trained = set(state.glob(SPATIAL_DONE))
     run = start_month(service, "2026-03")
-    wait_for(run.id, lambda r: set(state.glob("runs/*/spatial/stage.json")) - trained or r.state.is_final())
+    wait_for(run.id, lambda r: set(state.glob(SPATIAL_DONE)) - trained or r.state.is_final())
     (mlflow_run,) = tracking.client(cfg).search_runs([tracking.setup(cfg)], "tags.month = '2026-03'")
     _kill_group_of(int(mlflow_run.data.tags["pid"]))  # the flow's process
     _kill_group_of(stack.info()["services"]["worker"]["pid"])
     stack.up()  # a new worker
     crashed = wait_for(run.id, lambda r: r.state.is_final(), timeout=4 * 60)
     assert crashed.state.is_crashed(), crashed.state
-    (spatial,) = set(state.glob("runs/*/spatial/stage.json")) - trained
+    (spatial,) = set(state.glob(SPATIAL_DONE)) - trained
     trained_at = spatial.stat().st_mtime
 
     rerun = run_month(service, "2026-03")

@@ -53,7 +53,8 @@ def test_runs_are_named_for_their_month_and_publish_their_metrics(service, month
 
     async def keys(run_id):
         async with get_client() as client:
-            found = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+            by_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            found = await client.read_artifacts(artifact_filter=by_run)
             return {a.key for a in found}
 
     for run in (first, second):

@@ -27,7 +27,7 @@ def _rows(vlm, samples, cfg):
     pairs = [p for p in generate_qa(samples, cfg.qa, cfg.data.classes, size) if (p.sample_id, p.source) in views]
     words = plain_words(vlm.processor.tokenizer)
     return [(p, views[(p.sample_id, p.source)], row) for p, row in
-            zip(pairs, sft_rows(pairs, views, words))]
+            zip(pairs, sft_rows(pairs, views, words), strict=False)]
 
 
 @torch.no_grad()
@@ -68,7 +68,7 @@ def measure(inspector, samples, cfg) -> dict[str, dict]:
         a["free_reading"].append(read_right)
         written = raw.split()[HEADER_LEN:-1]
         if read_right:  # same reading, so the same regions are decided
-            for target, decided in zip(decisions_for(qa, view), written[5::6]):
+            for target, decided in zip(decisions_for(qa, view), written[5::6], strict=False):
                 a["free_report" if target != NO else "free_no"].append(decided == target)
     return {kind: {k: round(sum(v) / len(v), 4) if v else None for k, v in a.items()} | {"n": len(a["tf_reading"])}
             for kind, a in sorted(acc.items())}

@@ -1,4 +1,5 @@
-"""Stage 4: int8 for CPU serving — dynamic quantization of the language model's Linear layers.
+"""int8 for CPU serving: dynamic quantization of the language model's Linear layers, applied
+when a model whose meta says `quantize: int8` is loaded (the quantize stage writes that meta).
 
 The vision tower and its spatial head stay fp32: dynamic int8 picks one activation scale
 per call, so a quantized vision tower would make a board's regions (its boxes) depend on
