@@ -119,13 +119,21 @@ def training_reads() -> tuple[str, ...]:
     return tuple(sorted({k for s in STAGES if s.trains for k in s.reads}))
 
 
+def training_code() -> list[str]:
+    """Every repo file a training stage runs (what dvc.yaml lists as their code deps)."""
+    return sorted({f for s in STAGES if s.trains for f in code_files(s.run)})
+
+
 def run_key(cfg: Config, dataset_version: str) -> str:
     """The run folder's name: the dataset version + a hash of every config value training
-    reads. Change one and the stages train again in a new folder; change anything else
-    (the gate, serving) and the finished run is reused."""
+    reads and of the code it runs. Change either and the stages train again in a new folder
+    (as `dvc repro` would); change anything else (the gate, serving) and the finished run is
+    reused."""
     shaping = {k: value(cfg, k) for k in training_reads()}
-    raw = json.dumps(shaping, sort_keys=True, default=_plain)
-    return f"{dataset_version[:12]}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, default=_plain).encode())
+    for name in training_code():
+        digest.update(name.encode() + (REPO / name).read_bytes())
+    return f"{dataset_version[:12]}-{digest.hexdigest()[:8]}"
 
 
 def _plain(v: Any) -> Any:

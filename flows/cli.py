@@ -26,8 +26,10 @@ app = typer.Typer(help="Defect-inspection VLM: retrain monthly, check, promote, 
                   pretty_exceptions_enable=False)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="YAML file of config overrides (also read by DVC).")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override one config value, e.g. --set train.spatial_minutes=5. Repeatable.")]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="models:/defect-vlm@champion (default), @challenger, models:/defect-vlm/3, or a model folder.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override one config value, e.g. --set train.spatial_minutes=5. "
+                                                                "Repeatable.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="models:/defect-vlm@champion (default), @challenger, "
+                                                              "models:/defect-vlm/3, or a model folder.")]
 
 
 def _cfg(params: Path, sets: list[str] | None):
@@ -59,7 +61,8 @@ def _model_dir(cfg, uri: str | None) -> Path:
 def retrain(
     drop: Annotated[Path | None, typer.Option(help="Folder of this month's drop (DeepPCB, Pascal VOC or COCO layout).")] = None,
     month: Annotated[str | None, typer.Option(help="Month label of the drop, YYYY-MM.")] = None,
-    bundled_month: Annotated[str | None, typer.Option(help="Replay a month of the bundled DeepPCB data (2026-01, 2026-02, 2026-03).")] = None,
+    bundled_month: Annotated[str | None, typer.Option(help="Replay a month of the bundled DeepPCB data "
+                                                           "(2026-01, 2026-02, 2026-03).")] = None,
     force: Annotated[bool, typer.Option(help="Train the month again even if a version is registered for it.")] = False,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
@@ -154,9 +157,14 @@ def evaluate(
     export: Annotated[Path | None, typer.Option(help="Write detections in DeepPCB result format here.")] = None,
     report: Annotated[Path, typer.Option(help="Folder for report.html and metrics.json.")] = Path(".defectqa/reports/latest"),
     max_images: Annotated[int, typer.Option(help="Evaluate only the first N boards (0 = all).")] = 0,
-    no_template: Annotated[bool, typer.Option("--no-template", help="The model sees each board alone (templates are still asked about as defect-free boards).")] = False,
-    robustness: Annotated[bool, typer.Option("--robustness", help="Also evaluate under Gaussian noise, blur, brightness and JPEG (severities: eval.robust_*).")] = False,
-    blur_check: Annotated[bool | None, typer.Option("--blur-check/--no-blur-check", help="Keep only defects also found on a blurred copy (eval.blur_check_*); ~0.17 s more per board here. Default: as served (serve.blur_check, off).")] = None,
+    no_template: Annotated[bool, typer.Option("--no-template", help="The model sees each board alone (templates are still asked "
+                                                                    "about as defect-free boards).")] = False,
+    robustness: Annotated[bool, typer.Option("--robustness", help="Also evaluate under Gaussian noise, blur, brightness and "
+                                                                  "JPEG (severities: eval.robust_*).")] = False,
+    blur_check: Annotated[bool | None, typer.Option("--blur-check/--no-blur-check",
+                                                    help="Keep only defects also found on a blurred copy (eval.blur_check_*); "
+                                                         "~0.17 s more per board here. "
+                                                         "Default: as served (serve.blur_check, off).")] = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
     """Ask the model about every board and template of a folder; print the metrics as a JSON line."""
@@ -200,13 +208,16 @@ def decisions(
 @app.command()
 def ablate(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder, <workdir>/runs/<dataset version>-<config hash>.")],
-    data: Annotated[Path | None, typer.Option(help="DeepPCB-layout folder holding the held-out groups (default: paths.bundled_data).")] = None,
+    data: Annotated[Path | None, typer.Option(help="DeepPCB-layout folder holding the held-out groups "
+                                                   "(default: paths.bundled_data).")] = None,
     out: Annotated[Path, typer.Option(help="Markdown file to write the results to.")] = Path("docs/RESULTS.md"),
     max_images: Annotated[int, typer.Option(help="Evaluate only the first N held-out boards (0 = all).")] = 0,
-    robustness: Annotated[bool, typer.Option(help="Also evaluate the served model under noise, blur, brightness and JPEG (~4 evaluations more).")] = True,
+    robustness: Annotated[bool, typer.Option(help="Also evaluate the served model under noise, blur, brightness and JPEG "
+                                                  "(~4 evaluations more).")] = True,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
-    """Evaluate each stage's model (SFT, +DPO, +calibration, int8) and options (blur check, no template, ...) on the held-out groups; write a results table."""
+    """Evaluate each stage's model (SFT, +DPO, +calibration, int8) and options (blur check, no template, ...) on the
+    held-out groups; write a results table."""
     from components.evaluation.ablate import ablate as run, render_results, served_robustness, write_results
 
     cfg = _cfg(params, set_)
@@ -378,10 +389,12 @@ app.add_typer(config_app, name="config")
 
 @config_app.command("show")
 def config_show(
-    section: Annotated[str | None, typer.Argument(help="One section of the config (an unknown name lists them); default: every key.")] = None,
+    section: Annotated[str | None, typer.Argument(help="One section of the config (an unknown name lists them); "
+                                                       "default: every key.")] = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 ):
-    """Every config key with its value (defaults, then params.yaml, then --set), its default where the value differs, and its help."""
+    """Every config key with its value (defaults, then params.yaml, then --set), its default where the value
+    differs, and its help."""
     from components import config
 
     cfg = _cfg(params, set_)

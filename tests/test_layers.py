@@ -1,5 +1,5 @@
-"""Layers point one way: config -> pipeline (the stage declarations) -> data -> qa -> model -> train / evaluation -> registry -> serving ->
-tasks -> flows. A module may import its own package and the layers below it, never one
+"""Layers point one way: config -> pipeline (the stage declarations) -> data -> qa -> model -> train / evaluation -> registry ->
+serving -> tasks -> flows. A module may import its own package and the layers below it, never one
 above, never a sibling (train and evaluation share only what lives below both), and
 components import nothing from Prefect."""
 from __future__ import annotations
@@ -71,7 +71,8 @@ def test_no_module_imports_a_layer_above_its_own_or_a_sibling(module):
         other = _package(name)
         if other is None or other == own:
             continue
-        assert RANK[other] < RANK[own], f"{module} ({own}) imports {name} ({other}), a layer {'above' if RANK[other] > RANK[own] else 'beside'} it"
+        assert RANK[other] < RANK[own], (f"{module} ({own}) imports {name} ({other}), a layer "
+                                         f"{'above' if RANK[other] > RANK[own] else 'beside'} it")
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("components.")))

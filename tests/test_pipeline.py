@@ -86,6 +86,14 @@ def test_the_run_folder_stays_for_what_training_does_not_read(override):
     assert run_key(config.load(None, [override]), "v1") == run_key(config.load(None), "v1")
 
 
+def test_the_run_folder_is_named_for_the_code_training_runs():
+    from components.pipeline import training_code
+
+    code = training_code()
+    assert {"components/train/sft.py", "components/model/vlm.py", "components/qa/vocab.py"} <= set(code)
+    assert "components/evaluation/report.py" not in code and "components/registry/gate.py" not in code
+
+
 def test_layout_names_each_folder_once(tmp_path):
     run = RunLayout(tmp_path)
     assert run.model("quantize") == tmp_path / "int8" / "model"

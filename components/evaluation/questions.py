@@ -81,7 +81,7 @@ def all_wordings(classes: tuple[str, ...]) -> set[str]:
     """Every question the held-out file can make (for the no-overlap test)."""
     h = heldout()
     out = set()
-    for kind, frames in h["phrasings"].items():
+    for _kind, frames in h["phrasings"].items():
         for frame in frames:
             for cls in (classes if "{s}" in frame or "{p}" in frame else ("",)):
                 for s, p in (h["names"].get(cls) or [["", ""]]):

@@ -77,7 +77,8 @@ def per_class_table(metrics: dict) -> str:
 
 
 def reliability_table(metrics: dict) -> str:
-    rows = [[f"{r['lo']:.2f}-{r['hi']:.2f}", r["mean_confidence"], r["accuracy"], r["count"]] for r in metrics.get("reliability", [])]
+    rows = [[f"{r['lo']:.2f}-{r['hi']:.2f}", r["mean_confidence"], r["accuracy"], r["count"]]
+            for r in metrics.get("reliability", [])]
     return _table("reliability", ["confidence bin", "mean confidence", "accuracy", "count"], rows)
 
 
@@ -161,12 +162,14 @@ def pick_overlays(results: list[ImageResult], n: int, iou: float) -> list[ImageR
 
 
 def _figure(result: ImageResult, iou: float) -> str:
-    caption = f"{result.sample.sample_id} ({result.kind}): {len(result.gt)} GT, {len(result.answer.detections)} reported, {errors(result, iou)} errors"
+    caption = (f"{result.sample.sample_id} ({result.kind}): {len(result.gt)} GT, "
+               f"{len(result.answer.detections)} reported, {errors(result, iou)} errors")
     try:
         uri = _data_uri(overlay(result), "JPEG")
     except OSError as exc:  # a moved image should not cost the whole report
         return f"<figure><figcaption>{html.escape(caption)}: image unavailable ({html.escape(str(exc))})</figcaption></figure>"
-    return f'<figure><img src="{uri}" width="480" alt="{html.escape(result.sample.sample_id)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    return (f'<figure><img src="{uri}" width="480" alt="{html.escape(result.sample.sample_id)}">'
+            f'<figcaption>{html.escape(caption)}</figcaption></figure>')
 
 
 # ---- the page -----------------------------------------------------------------------------
@@ -190,7 +193,8 @@ def render_html(metrics: dict, results: list[ImageResult], cfg: EvalConfig, titl
     ])
 
 
-def write_report(metrics: dict, results: list[ImageResult], path: str | Path, cfg: EvalConfig, title: str = "defectqa evaluation") -> Path:
+def write_report(metrics: dict, results: list[ImageResult], path: str | Path, cfg: EvalConfig,
+                 title: str = "defectqa evaluation") -> Path:
     """Write the HTML report to path and return that path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

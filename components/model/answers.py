@@ -116,7 +116,8 @@ def run_inspector(inspector, samples: Iterable[Sample], cfg: EvalConfig, templat
         chunk = todo[i:i + cfg.batch_size]
         boards = [(perturb(img) if perturb else img, tmpl) for _, _, img, tmpl in chunk]
         answers = inspector.ask_batch(boards, cfg.question)
-        results += [ImageResult(s, kind, r.answer, r.latency_s, r.answer_text) for (s, kind, _, _), r in zip(chunk, answers, strict=True)]
+        results += [ImageResult(s, kind, r.answer, r.latency_s, r.answer_text)
+                    for (s, kind, _, _), r in zip(chunk, answers, strict=True)]
     return results
 
 

@@ -117,7 +117,8 @@ class Inspector:
     def regions_batch(self, boards: list[tuple]) -> list[list[Detection]]:
         """What the spatial branch and refiner see on each (board, template-or-None) pair, any
         class, calibrated confidences: the regions the language model would decide on."""
-        return [self._calibrated(regs, template is not None) for regs, (_, template) in zip(self._propose(boards)[2], boards, strict=True)]
+        return [self._calibrated(regs, template is not None)
+                for regs, (_, template) in zip(self._propose(boards)[2], boards, strict=True)]
 
     def _propose(self, boards: list[tuple]) -> tuple[list[Image.Image], list[tuple[int, int]], list[list[Detection]]]:
         """Fused pictures, board sizes and the regions (raw scores) of a batch of pairs."""

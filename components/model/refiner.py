@@ -53,7 +53,8 @@ class Refiner(nn.Module):
         super().train(mode)
         self._fast.clear()
         if not mode:
-            fused = torch.ao.quantization.fuse_modules(self.trunk, [[f"{i}.0", f"{i}.1", f"{i}.2"] for i in range(len(self.trunk))],
+            fused = torch.ao.quantization.fuse_modules(self.trunk,
+                                                       [[f"{i}.0", f"{i}.1", f"{i}.2"] for i in range(len(self.trunk))],
                                                        inplace=False)
             self._fast.append(fused.to(memory_format=torch.channels_last))
         return self
@@ -85,7 +86,8 @@ class Refiner(nn.Module):
         rois = torch.cat([index[:, None].float(), windows], dim=1)
         return roi_align(images, rois, output_size=self.crop, spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
-    def classify(self, crops: torch.Tensor, head_probs: torch.Tensor, log_size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def classify(self, crops: torch.Tensor, head_probs: torch.Tensor,
+                 log_size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Crops, head class probabilities (N, K), log box size in cells (N, 2) -> class logits
         (N, K + 1) and the box in window units (N, 4), see `to_window`."""
         f = self.features(crops)

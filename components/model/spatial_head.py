@@ -87,7 +87,8 @@ def head_loss(out: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor], size_w
 
 
 @torch.no_grad()
-def decode(out: dict[str, torch.Tensor], stride: float, floor: float, top_k: int) -> list[list[tuple[int, float, tuple[float, float, float, float]]]]:
+def decode(out: dict[str, torch.Tensor], stride: float, floor: float,
+           top_k: int) -> list[list[tuple[int, float, tuple[float, float, float, float]]]]:
     """Peaks of the best-class map -> per image [(class id, score, box in model pixels)].
 
     A cell keeps only its best class (one defect per place), then a 3x3 max-pool keeps

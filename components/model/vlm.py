@@ -57,7 +57,8 @@ def patchify(images: torch.Tensor, patch: int, merge: int = 2, temporal: int = 2
 
 def normalise(uint8_hwc: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [-1, 1] (Qwen3-VL's mean/std 0.5)."""
-    x = torch.as_tensor(np.array(uint8_hwc, copy=True) if isinstance(uint8_hwc, np.ndarray) else uint8_hwc).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.as_tensor(np.array(uint8_hwc, copy=True) if isinstance(uint8_hwc, np.ndarray)
+                        else uint8_hwc).permute(0, 3, 1, 2).float() / 255.0
     return (x - 0.5) / 0.5
 
 

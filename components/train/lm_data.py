@@ -92,7 +92,8 @@ def sft_rows(pairs: list[QAPair], views: dict[tuple[str, str], RegionView], word
     for qa in pairs:
         view = views.get((qa.sample_id, qa.source))
         if view is not None:
-            rows.append({"images": [view.image], "prompt": _prompt(qa.question, words), "completion": _assistant(scan_target(qa, view))})
+            rows.append({"images": [view.image], "prompt": _prompt(qa.question, words),
+                         "completion": _assistant(scan_target(qa, view))})
     return rows
 
 

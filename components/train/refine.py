@@ -118,8 +118,8 @@ def collect(vlm: DefectVLM, refiner: Refiner, data: FusedSet, floor: float, top_
             windows = refiner.windows(boxes)
             if (has := target >= 0).any():
                 goal[has] = to_window(gt[target[has]], windows[has])
-            parts.append((refiner.crops(out["pictures"], index, windows).half(), peak_probs(out["heat"], index, boxes, vlm.stride),
-                          log_size(boxes, vlm.stride), labels, goal))
+            parts.append((refiner.crops(out["pictures"], index, windows).half(),
+                          peak_probs(out["heat"], index, boxes, vlm.stride), log_size(boxes, vlm.stride), labels, goal))
     if not parts:  # an untrained head proposes nothing above the floor
         c = refiner.crop
         return Examples(torch.zeros(0, 3, c, c).half(), torch.zeros(0, n_cls), torch.zeros(0, 2),

@@ -178,7 +178,8 @@ def run_dpo(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out
     from components.train.lm_data import dpo_rows
 
     prefs = [qagen.pref_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "preferences.jsonl")]
-    return _lm_stage(model_dir, train, cfg, out, lambda views, words: dpo_rows(prefs, views, cfg.data.classes, cfg.train.seed, words),
+    return _lm_stage(model_dir, train, cfg, out,
+                     lambda views, words: dpo_rows(prefs, views, cfg.data.classes, cfg.train.seed, words),
                      train_dpo, cfg.train.dpo_max_steps * cfg.train.dpo_batch, "dpo", log)
 
 

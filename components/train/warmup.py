@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import defaultdict
 from collections.abc import Callable
 
 import torch
@@ -46,6 +47,30 @@ def key_words(classes: tuple[str, ...]) -> set[str]:
     return words | set(PUNCTUATION)
 
 
+def modifiable_names(tok) -> list[list[str]]:
+    """The tokens of class names of two or more words whose last word names one class and no
+    non-defect thing ("tiny hole", "stray copper", "solder bridge"): an inspector's word in
+    front of it that training never saw ("small hole") still names that class, so word dropout
+    may drop the words in front. Not "broken trace" ("trace" is also a short's)."""
+    named: dict[str, set[str]] = defaultdict(set)
+    tokens = {}
+    for cls, pairs in [*NAMES.items(), *(("not a defect", [pair]) for pair in NON_DEFECTS)]:
+        for name in (n for pair in pairs for n in pair):
+            tokens[name] = tok.tokenize(name)
+            named[tokens[name][-1]].add(cls)
+    return [t for t in tokens.values() if len(t) > 1 and len(named[t[-1]]) == 1]
+
+
+def _modifiers(words: list[str], names: list[list[str]]) -> set[int]:
+    """Positions in words of the leading words of every modifiable name they contain."""
+    found = set()
+    for name in names:
+        for i in range(len(words) - len(name) + 1):
+            if words[i:i + len(name)] == name:
+                found.update(range(i, i + len(name) - 1))
+    return found
+
+
 def _question_span(tok, r: dict, p_ids: list[int]) -> range:
     """Positions of the question's words in the prompt ids (after the "question :" that opens them)."""
     text = next(c["text"] for c in r["prompt"][-1]["content"] if c["type"] == "text")
@@ -56,10 +81,13 @@ def _question_span(tok, r: dict, p_ids: list[int]) -> range:
 
 def encode(processor, rows: list[dict], classes: tuple[str, ...] = ()) -> list[tuple[torch.Tensor, ...]]:
     """(input_ids, labels, droppable) per row; labels keep only the decided tokens (see
-    sft.decision_mask); droppable marks the question's words that are not key_words."""
+    sft.decision_mask); droppable marks the question's words that are not key_words, and the
+    words in front of a class name's last word where that word alone names the class
+    (`modifiable_names`)."""
     tok = processor.tokenizer
     ask, scores = tok.convert_tokens_to_ids(ASK), tok.convert_tokens_to_ids(SCORE_TOKENS)
     keys = set(tok.convert_tokens_to_ids(sorted(key_words(classes)))) | {tok.unk_token_id}
+    names = modifiable_names(tok)
     out = []
     for r in rows:
         prompt = processor.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False)
@@ -70,8 +98,10 @@ def encode(processor, rows: list[dict], classes: tuple[str, ...] = ()) -> list[t
         labels[: len(p_ids)] = -100
         keep = decision_mask(labels[None], ask, scores)[0]
         droppable = torch.zeros_like(ids, dtype=torch.bool)
-        for i in _question_span(tok, r, p_ids):
-            droppable[i] = p_ids[i] not in keys
+        span = _question_span(tok, r, p_ids)
+        modifiers = {span[k] for k in _modifiers(tok.convert_ids_to_tokens([p_ids[i] for i in span]), names)}
+        for i in span:
+            droppable[i] = p_ids[i] not in keys or i in modifiers
         out.append((ids, labels.masked_fill(~keep, -100), droppable))
     return out
 

@@ -27,7 +27,7 @@ def _cells(line: str) -> list[str]:
 
 def test_every_gated_metric_is_a_reported_column_on_its_better_side():
     better = {c.key: c.higher_is_better for c in COLUMNS}
-    for metric, field, op in RULES:
+    for metric, _field, op in RULES:
         assert metric in REPORTED, metric
         assert better[metric] is (op == ">"), metric
     thresholds = {f.name for f in dataclasses.fields(GateConfig) if f.name.startswith(("min_", "max_"))}

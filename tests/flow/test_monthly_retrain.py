@@ -33,6 +33,9 @@ def make_drop(root: Path, dest: Path, groups: dict[str, int]) -> Path:
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory, deeppcb_dir):
     work = tmp_path_factory.mktemp("flow")
+    # Made here: when another test module imported Prefect first, Prefect does not create it,
+    # and the temporary server's SQLite file cannot be opened in a folder that is not there.
+    (work / "prefect").mkdir()
     os.environ["PREFECT_HOME"] = str(work / "prefect")
     from flows.monthly_retrain import monthly_retrain
 

@@ -83,3 +83,16 @@ def test_reading_covers_class_and_area():
     tl = Reading(("short",), False, "tl")
     assert tl.scans((100, 100), size) and not tl.scans((400, 100), size)
     assert not Reading(off=True).scans((320, 320), size)
+
+
+def test_the_words_generation_wraps_around_questions_say_nothing_of_what_is_asked():
+    """Leads and filler phrases must not use a word that names an area or a class: "right,"
+    as a lead once made "top right" read as "top"."""
+    from components.model.tokenizer import words_of
+    from components.qa.vocab import AREAS, FILLER, FILLER_PHRASES, LEADS, NAMES
+
+    generic = set(FILLER)  # everyday words ("of", "the", "board") that area names also use
+    telling = {w for names in AREAS.values() for a in names for w in words_of(a.replace("-", " "))} - generic
+    telling |= {w for pairs in NAMES.values() for pair in pairs for n in pair for w in words_of(n)} - generic
+    inserted = {w for text in (*LEADS, *FILLER_PHRASES) for w in words_of(text)}
+    assert "right" in telling and not inserted & telling, inserted & telling

@@ -43,6 +43,17 @@ def test_word_dropout_hides_only_words_that_do_not_say_what_is_asked(tmp_path):
     assert torch.equal(word_dropout(ids, droppable, 0.0, tok.unk_token_id, torch.Generator()), ids)
 
 
+def test_word_dropout_may_hide_the_words_in_front_of_a_class_naming_noun(tmp_path):
+    """"tiny holes" -> "[UNK] holes" still asks for pin-holes; "broken traces" keeps "broken"
+    ("trace" alone could be a short's), and nothing of an area is touched."""
+    vlm = new_model(tiny_cfg(tmp_path))
+    row = {**ROW, "prompt": [{"role": "user", "content": [
+        {"type": "text", "text": "question : any tiny holes or broken traces in the top left ?"}]}]}
+    (ids, _, droppable), = encode(vlm.processor, [row], tuple(vlm.meta.classes))
+    tok = vlm.processor.tokenizer
+    assert tok.convert_ids_to_tokens(ids[droppable].tolist()) == ["any", "tiny", "or", "in"]
+
+
 def test_warmup_trains_the_language_model_not_the_vision_tower(tmp_path):
     cfg = tiny_cfg(tmp_path)
     vlm = new_model(cfg)
