@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+DATASET_VERSION_FILE = "data/dataset_version.txt"
+"""Relative to the workdir (`PathsConfig.dataset_version_file`; dvc.yaml names it too)."""
 CLASSES: tuple[str, ...] = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
 
 
@@ -46,6 +48,11 @@ class PathsConfig:
     @property
     def data_dir(self) -> Path:
         return self.root / "data"
+
+    @property
+    def dataset_version_file(self) -> Path:
+        """Holds the current dataset version; rewritten whenever a month is accepted (a DVC dep)."""
+        return self.root / DATASET_VERSION_FILE
 
     @property
     def incoming_dir(self) -> Path:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.config import Config
+from components.config import DATASET_VERSION_FILE, Config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,6 @@ SPLIT = ("data.holdout_groups", "data.calib_groups", "data.holdout_share")
 """What decides which boards land in train / calib / eval (components/data/split.py)."""
 LM_BOARDS = (*SPLIT, "train.lm_split")
 """What decides the boards the language model learns on (stages.lm_samples)."""
-
 
 
 @dataclass(frozen=True)
@@ -144,10 +143,6 @@ def _plain(v: Any) -> Any:
 
 # ---- dvc.yaml -----------------------------------------------------------------------------
 
-DATA_VERSION_FILE = "data/dataset_version.txt"
-"""Relative to the workdir: changes whenever a month is accepted (components/data/validate.py)."""
-
-
 def module_file(module: str) -> Path | None:
     """The repo file of a module name (`components.qa.generate` -> components/qa/generate.py)."""
     base = REPO.joinpath(*module.split("."))
@@ -216,7 +211,7 @@ def dvc_yaml(workdir: str = ".defectqa") -> str:
     layout = RunLayout(Path(workdir) / "pipeline")
     stages = {}
     for s in STAGES:
-        deps = [f"{workdir}/{DATA_VERSION_FILE}", *(str(layout.dir(a)) for a in s.after),
+        deps = [f"{workdir}/{DATASET_VERSION_FILE}", *(str(layout.dir(a)) for a in s.after),
                 *code_files(s.run)]
         entry: dict[str, Any] = {"cmd": f"defectqa stage {s.name}", "deps": deps}
         if s.reads:

@@ -118,7 +118,7 @@ def dvc_repo(tmp_path):
     shutil.copytree(REPO / "components", tmp_path / "components", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     _dvc(tmp_path, "init", "-q")
-    version = tmp_path / ".defectqa" / "data" / "dataset_version.txt"
+    version = config.load(None, [f"paths.workdir={tmp_path / '.defectqa'}"]).paths.dataset_version_file
     version.parent.mkdir(parents=True)
     version.write_text("v1\n")
     run = RunLayout(tmp_path / ".defectqa" / "pipeline")

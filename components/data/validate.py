@@ -212,7 +212,7 @@ def _write_reports(cfg: Config, result: ValidationResult) -> None:
     out = reports_path(cfg, result.month)
     _save_json(out / "validation.json", result.to_dict())
     result.drift_table.to_csv(out / "drift.csv", index=False)
-    (cfg.paths.data_dir / "dataset_version.txt").write_text(f"{result.dataset_version}\n")
+    cfg.paths.dataset_version_file.write_text(f"{result.dataset_version}\n")
 
 
 def _save_json(path: Path, data: dict) -> None:

@@ -108,7 +108,7 @@ def test_clean_month_accepted_and_versioned(world):
     assert res.dataset_version == world["ver1"]
     remote = cfg.paths.root / "dvc-remote" / "files" / "md5"
     assert (remote / res.dataset_version[:2] / f"{res.dataset_version[2:]}.dir").is_file()  # pushed
-    assert (cfg.paths.data_dir / "dataset_version.txt").read_text().strip() == world["res4"].dataset_version
+    assert cfg.paths.dataset_version_file.read_text().strip() == world["res4"].dataset_version
     manifest = Path(res.accepted_dir) / "manifest.csv"
     assert sorted(r["sample_id"] for r in csv.DictReader(open(manifest))) == GOOD
     assert world["ing1"].drop_hash and world["ing1"].n_samples == 4
