@@ -33,10 +33,11 @@ def make_drop(root: Path, dest: Path, groups: dict[str, int]) -> Path:
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory, deeppcb_dir):
     work = tmp_path_factory.mktemp("flow")
-    # Made here: when another test module imported Prefect first, Prefect does not create it,
-    # and the temporary server's SQLite file cannot be opened in a folder that is not there.
+    # Home and database named outright: when an earlier test module already loaded Prefect's
+    # settings, the temporary server otherwise looks for its SQLite file where none can be made.
     (work / "prefect").mkdir()
     os.environ["PREFECT_HOME"] = str(work / "prefect")
+    os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{work / 'prefect' / 'prefect.db'}"
     from flows.monthly_retrain import monthly_retrain
 
     overrides = TINY + [f"paths.workdir={work / 'state'}", "eval.max_images=0"]
