@@ -186,17 +186,22 @@ class TrainConfig:
     threads: int = field(default=2, metadata=_help(
         "Torch CPU threads, set when the spatial stage starts (process-wide: the later stages of the same "
         "process keep it); match the machine's cores."))
-    spatial_minutes: float = field(default=13.0, metadata=_help(
-        "Wall-clock budget, in minutes, of the spatial-branch training (vision tower + heatmap head); its "
-        "learning rate decays over this budget, so the steps made depend on the machine's speed."))
+    spatial_steps: int = field(default=520, metadata=_help(
+        "Optimizer steps of the spatial-branch training (vision tower + heatmap head); its learning rate "
+        "decays over them. A step count, not a time, so that a slower or busier machine gives the same model, "
+        "later."))
+    spatial_minutes: float = field(default=30.0, metadata=_help(
+        "Wall-clock limit, in minutes, of the spatial-branch training: it stops there even before "
+        "spatial_steps (its learning-rate schedule then ends unfinished; the stage's figures say so). "
+        "0 = no limit."))
     spatial_max_epochs: int = field(default=60, metadata=_help(
         "The spatial-branch training also stops after this many passes over its boards, if that comes before "
-        "spatial_minutes."))
+        "spatial_steps."))
     spatial_batch: int = field(default=8, metadata=_help(
         "Fused boards per step of the spatial-branch training."))
     spatial_lr: float = field(default=1e-3, metadata=_help(
         "Peak AdamW learning rate of the spatial-branch training (cosine decay to 5 % of it over "
-        "spatial_minutes)."))
+        "spatial_steps)."))
     lm_split: str = field(default="train", metadata=_help(
         "Boards the language model learns on (SFT, DPO): 'calib' = groups the spatial branch never trained on, "
         "so the region scores it sees match those on new boards; 'train' = the spatial branch's own boards "
@@ -208,6 +213,9 @@ class TrainConfig:
         "Text-only rows per warm-up step."))
     warmup_lr: float = field(default=2e-3, metadata=_help(
         "Peak AdamW learning rate of the warm-up (one-cycle over warmup_steps)."))
+    warmup_reading_batch: int = field(default=16, metadata=_help(
+        "Per warm-up step, also this many freshly generated questions with their reading alone (no regions: "
+        "short rows), so the reading learns from far more wordings than the QA pairs hold (0 = none)."))
     warmup_word_dropout: float = field(default=0.1, metadata=_help(
         "Chance (0-1), per question word that does not say what is asked (train/warmup.key_words), that the "
         "warm-up shows it as [UNK], so words training never saw do not change the reading."))

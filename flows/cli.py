@@ -26,7 +26,7 @@ app = typer.Typer(help="Defect-inspection VLM: retrain monthly, check, promote, 
                   pretty_exceptions_enable=False)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="YAML file of config overrides (also read by DVC).")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override one config value, e.g. --set train.spatial_minutes=5. "
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override one config value, e.g. --set train.spatial_steps=200. "
                                                                 "Repeatable.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="models:/defect-vlm@champion (default), @challenger, "
                                                               "models:/defect-vlm/3, or a model folder.")]

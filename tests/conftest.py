@@ -21,7 +21,7 @@ TINY = [
     "model.input_size=224", "model.text_hidden=64", "model.text_layers=1", "model.text_heads=2",
     "model.vision_hidden=32", "model.vision_depth=1", "model.vision_heads=2", "model.head_channels=16",
     "model.max_regions=8", "model.region_floor=0.0", "model.refine_floor=0.0",
-    "train.spatial_minutes=0.05", "train.spatial_max_epochs=1", "train.spatial_batch=2",
+    "train.spatial_steps=4", "train.spatial_max_epochs=1", "train.spatial_batch=2",
     "train.warmup_steps=3", "train.warmup_batch=4", "train.sft_max_steps=2", "train.sft_batch=2",
     "train.dpo_max_steps=2", "train.dpo_batch=2",
     "train.refine_epochs=1", "train.refine_batch=16",

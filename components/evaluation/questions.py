@@ -15,7 +15,7 @@ from pathlib import Path
 from components.data.records import Box
 from components.qa.generate import asked_boxes, reading_to_json
 from components.qa.grammar import Answer, Reading
-from components.qa.vocab import AREAS, QUADRANTS
+from components.qa.vocab import ANY_AREA, AREAS, QUADRANTS
 
 HELDOUT = Path(__file__).with_name("heldout_questions.yaml")
 CLASS_KINDS = ("locate", "exists", "count_class")
@@ -77,18 +77,28 @@ def suite(image_id: str, boxes: list[Box], classes: tuple[str, ...], seed: int =
     return out
 
 
-def all_wordings(classes: tuple[str, ...]) -> set[str]:
-    """Every question the held-out file can make (for the no-overlap test)."""
+def every_question(classes: tuple[str, ...]) -> list[SuiteQuestion]:
+    """Every question the held-out file can make, each with its reading (a second class is the
+    next one in `classes`)."""
     h = heldout()
-    out = set()
-    for _kind, frames in h["phrasings"].items():
+    out = []
+    for kind, frames in h["phrasings"].items():
         for frame in frames:
             for cls in (classes if "{s}" in frame or "{p}" in frame else ("",)):
+                second = classes[(classes.index(cls) + 1) % len(classes)] if "{p2}" in frame else ""
                 for s, p in (h["names"].get(cls) or [["", ""]]):
-                    for _, p2 in (h["names"][classes[0]] if "{p2}" in frame else [["", ""]]):
-                        for a in ([a for v in h["areas"].values() for a in v] if "{a}" in frame else [""]):
-                            out.add(frame.format(s=s, p=p, p2=p2, a=a))
+                    for _, p2 in (h["names"][second] if second else [["", ""]]):
+                        for area, a in ([(k, a) for k, v in h["areas"].items() for a in v] if "{a}" in frame else [("", "")]):
+                            topic = tuple(c for c in (cls, second) if c)
+                            reading = (Reading(off=True) if kind == "out_of_scope"
+                                       else Reading(topic, kind in COUNT_KINDS, area or ANY_AREA))
+                            out.append(SuiteQuestion(kind, frame.format(s=s, p=p, p2=p2, a=a), reading))
     return out
+
+
+def all_wordings(classes: tuple[str, ...]) -> set[str]:
+    """Every question the held-out file can make (for the no-overlap test)."""
+    return {q.question for q in every_question(classes)}
 
 
 @dataclass

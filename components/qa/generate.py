@@ -152,6 +152,17 @@ def _plain_questions(boxes, classes, rng, per_kind, size, out_of_scope_share):
     return out
 
 
+def reading_questions(classes: tuple[str, ...], cfg: QAConfig, n: int, seed: int) -> list[tuple[str, Reading]]:
+    """n questions (each kind in turn, embellished as the QA pairs are) with what they ask, and
+    no board: for learning to read questions (train/warmup.py)."""
+    rng = random.Random(f"reading:{seed}")
+    out: list[tuple[str, Reading]] = []
+    while len(out) < n:
+        out += [(q, reading) for _, q, _, _, reading in
+                questions_for([], classes, rng, 1, (1, 1), cfg.out_of_scope_share, cfg.embellish_share)]
+    return out[:n]
+
+
 NON_DEFECT_SHARE = 0.5
 """Share of out-of-scope training questions asked about NON_DEFECTS rather than everyday things."""
 

@@ -14,7 +14,7 @@ from PIL import Image
 from components.data.records import Sample
 from components.model.regions import descriptors, match_regions, prompt_text, propose
 from components.qa.generate import PreferencePair, QAPair
-from components.qa.grammar import NO, YES, Detection, to_scan
+from components.qa.grammar import NO, YES, Detection, Reading, to_scan
 
 
 @dataclass
@@ -95,6 +95,11 @@ def sft_rows(pairs: list[QAPair], views: dict[tuple[str, str], RegionView], word
             rows.append({"images": [view.image], "prompt": _prompt(qa.question, words),
                          "completion": _assistant(scan_target(qa, view))})
     return rows
+
+
+def reading_rows(questions: list[tuple[str, Reading]], words: set[str] | None = None) -> list[dict]:
+    """Rows of a question and its reading alone: the scan of a view with no region."""
+    return [{"prompt": _prompt(q, words), "completion": _assistant(to_scan(reading, [], []))} for q, reading in questions]
 
 
 def dpo_rows(prefs: list[PreferencePair], views: dict[tuple[str, str], RegionView], classes: tuple[str, ...],

@@ -159,7 +159,12 @@ def _warm_up(vlm, rows: list[dict], cfg: Config, out: Path, log: Log) -> dict:
 
     if not cfg.train.warmup_steps or cfg.train.sft_lora or last_checkpoint(out / "trainer"):
         return {}
-    return train_warmup(vlm, rows, cfg.train, log)
+    from components.model.tokenizer import plain_words
+    from components.train.lm_data import reading_rows
+
+    t = cfg.train
+    questions = qagen.reading_questions(tuple(cfg.data.classes), cfg.qa, t.warmup_steps * t.warmup_reading_batch, t.seed)
+    return train_warmup(vlm, rows, t, log, reading_rows(questions, plain_words(vlm.processor.tokenizer)))
 
 
 def run_sft(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out: Path, log: Log = None) -> dict:

@@ -121,23 +121,33 @@ def _batch(items: list[tuple[torch.Tensor, ...]], pad_id: int) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def train_warmup(vlm, rows: list[dict], cfg: TrainConfig,
-                 on_log: Callable[[int, dict], None] | None = None) -> dict:
-    """Train the language model of vlm in place on text-only rows for cfg.warmup_steps."""
+def train_warmup(vlm, rows: list[dict], cfg: TrainConfig, on_log: Callable[[int, dict], None] | None = None,
+                 reading: list[dict] | None = None) -> dict:
+    """Train the language model of vlm in place on text-only rows for cfg.warmup_steps; each step
+    also takes the next cfg.warmup_reading_batch of `reading` (question + reading rows), in a
+    batch of their own since they are far shorter."""
     model = vlm.model
     data = encode(vlm.processor, text_only(rows), vlm.meta.classes)
+    extra = encode(vlm.processor, text_only(reading or []), vlm.meta.classes)
     params = [p for n, p in model.named_parameters() if "visual" not in n]
     opt = torch.optim.AdamW(params, lr=cfg.warmup_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.warmup_lr, total_steps=cfg.warmup_steps,
                                                 pct_start=0.05)
     rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     tok = vlm.processor.tokenizer
+
+    def dropped(items):
+        return [(word_dropout(ids, drop, cfg.warmup_word_dropout, tok.unk_token_id, gen), labels, drop)
+                for ids, labels, drop in items]
+
     model.train()
     start, losses = time.time(), []
+    n_extra = cfg.warmup_reading_batch if extra else 0
     for step in (bar := tqdm(range(1, cfg.warmup_steps + 1), desc="language warm-up", unit="step")):
-        picked = [(word_dropout(ids, drop, cfg.warmup_word_dropout, tok.unk_token_id, gen), labels, drop)
-                  for ids, labels, drop in rng.sample(data, min(cfg.warmup_batch, len(data)))]
-        loss = model(**_batch(picked, tok.pad_token_id)).loss
+        loss = model(**_batch(dropped(rng.sample(data, min(cfg.warmup_batch, len(data)))), tok.pad_token_id)).loss
+        if n_extra:
+            chunk = [extra[(step * n_extra + k) % len(extra)] for k in range(n_extra)]
+            loss = loss + model(**_batch(dropped(chunk), tok.pad_token_id)).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -151,5 +161,5 @@ def train_warmup(vlm, rows: list[dict], cfg: TrainConfig,
                 on_log(step, {"warmup_loss": recent})
     model.eval()
     tail = losses[-50:]
-    return {"warmup_steps": cfg.warmup_steps, "warmup_loss": sum(tail) / len(tail),
+    return {"warmup_steps": cfg.warmup_steps, "warmup_loss": sum(tail) / len(tail), "warmup_reading_rows": len(extra),
             "warmup_minutes": (time.time() - start) / 60}
