@@ -58,11 +58,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_boards(root: str, n: int) -> list[tuple[bytes, bytes | None]]:
     """(board, template) bytes of the first n DeepPCB boards under root, read once into memory."""
+    from components.config import CLASSES
     from components.data.records import read_deeppcb
 
     samples = []
     for group in sorted(Path(root).glob("group*")):
-        samples += read_deeppcb(group)
+        samples += read_deeppcb(group, CLASSES)  # DeepPCB's own vocabulary; only the bytes are used
         if len(samples) >= n:
             break
     if not samples:

@@ -52,9 +52,10 @@ def tiny_cfg(workdir: Path):
 @pytest.fixture(scope="session")
 def boards(deeppcb_dir):
     """Four real boards of group 00041 and two of group 13000."""
+    from components.config import CLASSES
     from components.data.records import read_deeppcb
 
-    samples = read_deeppcb(deeppcb_dir / "group00041")[:4] + read_deeppcb(deeppcb_dir / "group13000")[:2]
+    samples = read_deeppcb(deeppcb_dir / "group00041", CLASSES)[:4] + read_deeppcb(deeppcb_dir / "group13000", CLASSES)[:2]
     return samples
 
 

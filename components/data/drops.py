@@ -1,7 +1,6 @@
 """The bundled DeepPCB data replayed as monthly drops, one set of board groups per month."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -17,12 +16,12 @@ def months() -> list[str]:
     return sorted(BUNDLED_DROPS)
 
 
-def materialise_drop(month: str, bundled: str | Path, dest: str | Path, copy: bool = False) -> Path:
+def materialise_drop(month: str, bundled: str | Path, dest: str | Path) -> Path:
     """Build `dest` as a DeepPCB-layout folder holding only `month`'s board groups.
 
-    Files are symlinked (or copied with copy=True) one by one into real folders,
-    because Path.rglob does not descend into symlinked folders. An existing dest
-    is replaced, so a rerun gives the same drop.
+    Files are copied, not linked: ingest refuses symbolic links in a drop (adapters.Guard),
+    as it would any link a real drop holds. An existing dest is replaced, so a rerun
+    gives the same drop.
     """
     if month not in BUNDLED_DROPS:
         raise KeyError(f"no bundled drop for month {month!r}; known: {', '.join(months())}")
@@ -33,17 +32,14 @@ def materialise_drop(month: str, bundled: str | Path, dest: str | Path, copy: bo
         src = src_root / group
         if not src.is_dir():
             raise FileNotFoundError(f"{src}: bundled group missing (paths.bundled_data = {bundled})")
-        _mirror(src, dest / group, copy)
+        _mirror(src, dest / group)
     return dest
 
 
-def _mirror(src: Path, dest: Path, copy: bool) -> None:
+def _mirror(src: Path, dest: Path) -> None:
     for path in sorted(src.rglob("*")):
         if not path.is_file():
             continue
         target = dest / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if copy:
-            shutil.copyfile(path, target)  # not copy2: the bundled files are read-only
-        else:
-            os.symlink(path, target)
+        shutil.copyfile(path, target)  # not copy2: the bundled files are read-only

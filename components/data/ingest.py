@@ -6,7 +6,8 @@ DVC hash depends on content only, never on where the workdir lives):
     manifest.csv            Sample.to_row() + `format` + `annotation_error`
 Bad content is copied as-is; judging it is validation's job. Ingest only refuses
 what it cannot store: an empty or unreadable drop, or a month that already holds
-different content.
+different content. A file it may not read (a symbolic link, or outside the drop:
+adapters.Guard) is never copied; its row carries the refusal for validation to quarantine.
 """
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.config import CLASSES, Config
+from components.config import Config
 from components.data import versioning
-from components.data.adapters import Drop, load_drop
+from components.data.adapters import Drop, Guard, load_drop
 from components.data.records import Box, Sample, _annotation_for
 
 MANIFEST = "manifest.csv"
@@ -109,10 +110,12 @@ def _existing(repo: Path, dest: Path, staging: Path, drop: Drop, month: str) -> 
     return IngestResult(month, digest, len(drop.samples), str(dest), drop.format, False)
 
 
-def write_normalised(drop: Drop, month: str, dest: Path, classes: tuple[str, ...] = CLASSES) -> Path:
+def write_normalised(drop: Drop, month: str, dest: Path, classes: tuple[str, ...]) -> Path:
     """Write drop into dest in DeepPCB layout with manifest.csv; returns the manifest path."""
     dest.mkdir(parents=True)
-    rows = [_write_sample(s, err, drop.format, month, dest, classes) for s, err in zip(drop.samples, drop.errors, strict=True)]
+    guard = Guard(drop.root)
+    rows = [_write_sample(s, err, drop.format, month, dest, classes, guard)
+            for s, err in zip(drop.samples, drop.errors, strict=True)]
     rows.sort(key=lambda r: (r["group"], r["sample_id"], r["test_path"]))
     return write_manifest(rows, dest / MANIFEST)
 
@@ -134,42 +137,47 @@ def _slot(dest: Path, group: str, sid: str) -> Path:
     return folder
 
 
-def _write_sample(s: Sample, err: str, fmt: str, month: str, dest: Path, classes: tuple[str, ...]) -> dict:
+def _write_sample(s: Sample, err: str, fmt: str, month: str, dest: Path, classes: tuple[str, ...],
+                  guard: Guard) -> dict:
     group = s.group if _SAFE.match(s.group) else re.sub(r"[^A-Za-z0-9._-]", "_", s.group).lstrip("._-") or "drop"
     folder = _slot(dest, group, s.sample_id)
     test = folder / f"{s.sample_id}_test.jpg"
-    _copy_image(Path(s.test_path), test)
-    temp = None
-    if s.template_path and Path(s.template_path).is_file():
-        temp = folder / f"{s.sample_id}_temp.jpg"
-        _copy_image(Path(s.template_path), temp)
-    _write_annotation(s, fmt, folder / f"{s.sample_id}.txt", classes)
+    _copy_image(Path(s.test_path), test, guard)
+    temp = folder / f"{s.sample_id}_temp.jpg"
+    if not (s.template_path and _copy_image(Path(s.template_path), temp, guard)):
+        temp = None
+    _write_annotation(s, fmt, folder / f"{s.sample_id}.txt", classes, guard)
     rel = lambda p: p.relative_to(dest).as_posix()  # noqa: E731
     out = Sample(s.sample_id, group, rel(test), rel(temp) if temp else None, s.boxes, month)
     return {**out.to_row(), "format": fmt, "annotation_error": err}
 
 
-def _copy_image(src: Path, dst: Path) -> None:
-    """JPEGs byte for byte; other decodable formats re-encoded as JPEG; the rest raw, for validation to judge."""
-    if not src.is_file():
-        return  # recorded in the manifest all the same; validation reports the missing file
+def _copy_image(src: Path, dst: Path, guard: Guard) -> bool:
+    """JPEGs byte for byte; other decodable formats re-encoded as JPEG; the rest raw, for validation to judge.
+
+    False (nothing copied) for a missing or refused file: it is recorded in the manifest all
+    the same, and validation reports it (the adapter already put the refusal in the row).
+    """
+    if guard.refusal(src) or not src.is_file():
+        return False
     if src.suffix.lower() not in _JPEG:
         try:
             from PIL import Image
 
             with Image.open(src) as im:
                 im.convert("RGB" if im.mode not in ("L", "RGB") else im.mode).save(dst, "JPEG", quality=95)
-            return
+            return True
         except (OSError, ValueError, SyntaxError):
             pass
     shutil.copyfile(src, dst)
+    return True
 
 
-def _write_annotation(s: Sample, fmt: str, dst: Path, classes: tuple[str, ...]) -> None:
+def _write_annotation(s: Sample, fmt: str, dst: Path, classes: tuple[str, ...], guard: Guard) -> None:
     """DeepPCB: the original file verbatim (so validation can re-parse it); VOC/COCO: written from the boxes."""
     if fmt == "deeppcb":
         ann = _annotation_for(Path(s.test_path))
-        if ann is not None:
+        if ann is not None and not guard.refusal(ann):
             shutil.copyfile(ann, dst)
         return
     dst.write_text("".join(_deeppcb_line(b, classes) for b in s.boxes))

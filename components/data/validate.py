@@ -23,10 +23,10 @@ from typing import Any
 
 import pandas as pd
 
-from components.config import CLASSES, Config
+from components.config import Config
 from components.data import versioning
 from components.data.ingest import MANIFEST, DropError, check_month, drop_path, read_manifest, write_manifest
-from components.data.records import Sample
+from components.data.records import Sample, finite
 
 REASONS_COLUMNS = ["id", "file", "reason"]
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage pings from a pipeline run
@@ -260,7 +260,7 @@ def class_shares(samples: list[Sample], classes: tuple[str, ...]) -> dict[str, f
 
 
 def drift_report(current: list[Sample], previous: list[Sample], tolerance: float,
-                 previous_month: str | None = None, classes: tuple[str, ...] = CLASSES) -> dict[str, Any]:
+                 previous_month: str | None, classes: tuple[str, ...]) -> dict[str, Any]:
     """Per-class share of boxes now vs the previous accepted month; a warning, never a stop."""
     cur = class_shares(current, classes)
     prev = class_shares(previous, classes) if previous else {}
@@ -330,7 +330,10 @@ def _row_fact(i: int, row: dict, src: Path, cfg: Config) -> dict:
         ann = deeppcb_annotation_error(src / test_rel, cfg.data.classes)  # re-read: the copy must still parse
     try:
         boxes = Sample.from_row(row).boxes
+        for b in boxes:
+            finite([b.x1, b.y1, b.x2, b.y2], f"{b.cls} box")
     except (ValueError, TypeError, IndexError, KeyError) as exc:
+        # GX's between-checks skip NaN, so a non-finite box that got this far must fail here
         boxes, ann = [], ann or f"boxes column does not parse: {exc}"
     fact["annotation_status"] = ann or "ok"
     return {**fact, **_box_facts(boxes)}

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from components.config import CLASSES
 from components.data.adapters import detect_format, load_drop, normalise_class, read_drop
 from components.data.drops import BUNDLED_DROPS, materialise_drop
 
@@ -20,21 +21,30 @@ def _voc_xml(filename: str, objects: list[tuple[str, int, int, int, int]]) -> st
 
 
 def test_class_aliases():
-    assert normalise_class("pinhole") == normalise_class("pin_hole") == normalise_class("Pin-Hole") == "pin-hole"
-    assert normalise_class("spurious_copper") == "copper"
-    assert normalise_class("mouse_bite") == "mousebite"
-    assert normalise_class("scratch") == "scratch"  # kept as-is, quarantined later
+    norm = lambda name: normalise_class(name, CLASSES)  # noqa: E731
+    assert norm("pinhole") == norm("pin_hole") == norm("Pin-Hole") == "pin-hole"
+    assert norm("spurious_copper") == "copper"
+    assert norm("mouse_bite") == "mousebite"
+    assert norm("scratch") == "scratch"  # kept as-is, quarantined later
+    assert normalise_class("pinhole", ("pinhole", "scratch")) == "pinhole"  # another line's own class
+    assert normalise_class("pin_hole", ("scratch",)) == "pin_hole"  # no alias onto a class the line lacks
 
 
 def test_deeppcb_detected_and_read(tmp_path, deeppcb, kit):
     kit.put_sample(deeppcb, tmp_path, "00041000")
     kit.put_sample(deeppcb, tmp_path, "00041001", template=False)
-    drop = load_drop(tmp_path)
+    drop = load_drop(tmp_path, CLASSES)
     assert drop.format == "deeppcb"
     assert [s.sample_id for s in drop.samples] == ["00041000", "00041001"]
     assert {s.group for s in drop.samples} == {"group00041"}
     assert drop.samples[0].template_path and drop.samples[1].template_path is None
     assert drop.errors == ["", ""]
+
+
+def test_deeppcb_types_index_the_given_vocabulary(tmp_path, deeppcb, kit):
+    kit.put_sample(deeppcb, tmp_path, "00041000", annotation="10 10 50 50 1\n60 60 90 90 3\n")
+    drop = load_drop(tmp_path, ("scratch", "pit"))
+    assert [b.cls for b in drop.samples[0].boxes] == ["scratch", "unknown-type-3"]
 
 
 def test_voc_adapter(tmp_path, deeppcb, kit):
@@ -46,7 +56,7 @@ def test_voc_adapter(tmp_path, deeppcb, kit):
                                 ("scratch", 1, 1, 9, 9)]))
     (tmp_path / "lineA" / "broken.xml").write_text("<annotation><filename>broken.jpg</filename>")
     assert detect_format(tmp_path) == "voc"
-    drop = load_drop(tmp_path)
+    drop = load_drop(tmp_path, CLASSES)
     by_id = {s.sample_id: (s, e) for s, e in zip(drop.samples, drop.errors, strict=True)}
     s, err = by_id["board1"]
     assert err == "" and s.group == "lineA" and s.template_path is None
@@ -69,7 +79,7 @@ def test_coco_adapter(tmp_path, deeppcb, kit):
                             {"id": 3, "image_id": 2, "category_id": 3, "bbox": [0, 0, 10, 10]}]}
     (tmp_path / "annotations.json").write_text(json.dumps(coco))
     assert detect_format(tmp_path) == "coco"
-    samples = {s.sample_id: s for s in read_drop(tmp_path)}
+    samples = {s.sample_id: s for s in read_drop(tmp_path, CLASSES)}
     assert set(samples) == {"b1", "b2"}
     assert samples["b1"].group == tmp_path.name  # images/ is a role folder, not a board group
     assert [(b.x1, b.y1, b.x2, b.y2, b.cls) for b in samples["b1"].boxes] == [
@@ -86,8 +96,27 @@ def test_unknown_folder_is_a_clear_error(tmp_path):
 def test_materialise_bundled_drop(tmp_path, deeppcb):
     assert sorted(g for gs in BUNDLED_DROPS.values() for g in gs) == sorted(p.name for p in deeppcb.glob("group*"))
     dest = materialise_drop("2026-02", deeppcb, tmp_path / "drop")
-    samples = read_drop(dest)
+    samples = read_drop(dest, CLASSES)
     assert len(samples) == 50 and {s.group for s in samples} == {"group44000"}
     assert all(s.template_path and s.boxes for s in samples)
     with pytest.raises(KeyError):
         materialise_drop("1999-01", deeppcb, tmp_path / "x")
+
+
+def test_non_finite_boxes_are_annotation_errors(tmp_path, deeppcb, kit):
+    """NaN passes every bounds check of validation, so the adapters must refuse it (and inf) by file."""
+    test, _, _ = kit.real_files(deeppcb, "00041000")
+    voc, coco = tmp_path / "voc", tmp_path / "coco"
+    voc.mkdir()
+    shutil.copyfile(test, voc / "b1.jpg")
+    (voc / "b1.xml").write_text(_voc_xml("b1.jpg", [("open", 10, 20, 40, 50)]).replace("<xmin>10<", "<xmin>nan<"))
+    (coco / "images").mkdir(parents=True)
+    shutil.copyfile(test, coco / "images" / "b1.jpg")
+    (coco / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "b1.jpg"}], "categories": [{"id": 1, "name": "open"}],
+        "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [10, 20, float("inf"), 40]}]}))
+    voc_drop, coco_drop = load_drop(voc, CLASSES), load_drop(coco, CLASSES)
+    assert voc_drop.errors[0].startswith("annotation does not parse: b1.xml: <object> 'open': non-finite coordinate")
+    assert coco_drop.errors[0].startswith("annotation does not parse: annotations.json: bad bbox")
+    assert "annotation id 7: non-finite coordinate" in coco_drop.errors[0]
+    assert voc_drop.samples[0].boxes == coco_drop.samples[0].boxes == []

@@ -38,6 +38,8 @@ def _bad_drop(root: Path, drop: Path, kit) -> None:
     put("13000007", annotation="10 10 50 50 9\n")  # unknown class (type 9)
     put("13000008", template=False)  # missing template
     put("13000009", annotation="1 2 three 4 5\n")  # annotation does not parse
+    put("13000012", annotation="nan 10 50 50 1\n")  # NaN passes every bounds check unless refused
+    put("13000013", annotation="10 10 inf 50 1\n")  # infinite coordinate
     put("13000010")
     put("13000010", group="group13999")  # duplicate id inside the drop
     put("00041000", group="group13000")  # id already accepted in 2026-01
@@ -142,6 +144,8 @@ def test_bad_rows_quarantined_with_reasons(world):
         "13000010": "duplicate id 13000010 within the drop",
         "00041000": "id 00041000 already accepted in month 2026-01",
         "13000011": "image width 320 px",
+        "13000012": "annotation does not parse: 13000012.txt:1: non-finite coordinate",
+        "13000013": "annotation does not parse: 13000013.txt:1: non-finite coordinate",
     }
     for sid, text in expect.items():
         assert any(text in r for r in reasons[sid]), (sid, reasons.get(sid))
@@ -149,7 +153,8 @@ def test_bad_rows_quarantined_with_reasons(world):
     assert len([r for r in reasons["13000010"] if "duplicate" in r]) == 2  # both copies
     assert any(r.startswith("group13000/13000008_temp.jpg") for r in reasons["13000008"])
     assert (Path(res.quarantine_dir) / "group13000" / "13000003_test.jpg").is_file()
-    assert (res.n_rows, res.n_good, res.n_bad) == (14, 3, 11)
+    assert any(r.startswith("group13000/13000012.txt:") for r in reasons["13000012"])
+    assert (res.n_rows, res.n_good, res.n_bad) == (16, 3, 13)
     assert res.gx_result["success"] is False
     accepted = Path(res.accepted_dir)
     assert sorted(p.name for p in accepted.rglob("*_test.jpg")) == [f"1300000{i}_test.jpg" for i in range(3)]

@@ -1,7 +1,7 @@
 """Group-wise split and the drift report (pure functions, no IO)."""
 from __future__ import annotations
 
-from components.config import Config
+from components.config import CLASSES, Config
 from components.data.records import Box, Sample
 from components.data.split import split_groups, split_of, split_samples
 from components.data.validate import drift_report, drift_table
@@ -43,15 +43,15 @@ def _with_boxes(classes: list[str]) -> list[Sample]:
 def test_drift_report_flags_big_share_changes():
     prev = _with_boxes(["open"] * 10 + ["short"] * 10)
     cur = _with_boxes(["open"] * 4 + ["short"] * 16)
-    report = drift_report(cur, prev, tolerance=0.15, previous_month="2026-01")
+    report = drift_report(cur, prev, 0.15, "2026-01", CLASSES)
     assert report["drifted"] == ["open", "short"] and report["warning"]
     assert abs(report["classes"]["open"]["delta"] + 0.3) < 1e-9
     table = drift_table(report)
     assert list(table.columns) == ["class", "previous", "current", "delta", "drifted"] and len(table) == 6
-    calm = drift_report(_with_boxes(["open"] * 9 + ["short"] * 11), prev, tolerance=0.15)
+    calm = drift_report(_with_boxes(["open"] * 9 + ["short"] * 11), prev, 0.15, "2026-01", CLASSES)
     assert calm["drifted"] == [] and not calm["warning"]
 
 
 def test_drift_report_without_previous_month():
-    report = drift_report(_with_boxes(["spur"]), [], tolerance=0.15)
+    report = drift_report(_with_boxes(["spur"]), [], 0.15, None, CLASSES)
     assert report["previous_month"] is None and report["classes"]["spur"]["current"] == 1.0 and not report["warning"]

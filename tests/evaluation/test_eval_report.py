@@ -5,7 +5,7 @@ import re
 
 from PIL import Image
 
-from components.config import EvalConfig
+from components.config import CLASSES, EvalConfig
 from components.data.records import read_deeppcb
 from components.evaluation.metrics import compute_metrics
 from components.evaluation.report import write_report
@@ -15,7 +15,7 @@ from components.qa.grammar import Answer, Detection
 
 def test_report_embeds_tables_and_images(tmp_path, deeppcb_dir):
     groups = sorted(p for p in deeppcb_dir.iterdir() if p.is_dir())
-    samples = read_deeppcb(groups[0])[:2]
+    samples = read_deeppcb(groups[0], CLASSES)[:2]
     perfect = Answer([Detection(b.cls, (int(b.x1), int(b.y1), int(b.x2), int(b.y2)), 0.9) for b in samples[0].boxes])
     results = [
         ImageResult(samples[0], "test", perfect, 0.1),
