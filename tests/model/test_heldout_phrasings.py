@@ -6,7 +6,7 @@ from components.config import CLASSES, QAConfig
 from components.data.records import Box
 from components.evaluation.questions import KINDS, all_wordings, suite
 from components.model.tokenizer import normalize, vocabulary
-from components.qa.generate import questions_for
+from components.qa.generate import questions_for, reading_questions
 from components.qa.vocab import AREAS, FRAMES, NAMES, NON_DEFECTS, OUT_OF_SCOPE, PHRASINGS
 
 
@@ -40,6 +40,7 @@ def _generated(boards) -> set[str]:
     for boxes in [s.boxes for s in boards] + synthetic + [[]] * 50:
         out.update(q for _, q, *_ in questions_for(boxes, CLASSES, rng, 3, (640, 640), cfg.out_of_scope_share,
                                                     cfg.embellish_share))
+    out.update(q for q, _ in reading_questions(CLASSES, cfg, 5000, seed=0))  # what the warm-up reads alone
     return out
 
 

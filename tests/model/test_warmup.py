@@ -64,3 +64,26 @@ def test_warmup_trains_the_language_model_not_the_vision_tower(tmp_path):
     assert any("language_model.layers" in n for n in changed)
     assert not any("visual" in n for n in changed)
     assert figures["warmup_steps"] == cfg.train.warmup_steps and figures["warmup_loss"] > 0
+
+
+def test_reading_rows_teach_the_reading_alone_and_train_with_the_rows(tmp_path):
+    """A reading row is a question and the scan of a view with no region: its loss is the
+    reading's four tokens; the warm-up takes them beside the full rows."""
+    from components.config import QAConfig
+    from components.qa.generate import reading_questions
+    from components.train.lm_data import reading_rows
+
+    cfg = tiny_cfg(tmp_path)
+    vlm = new_model(cfg)
+    questions = reading_questions(tuple(vlm.meta.classes), QAConfig(), 40, seed=0)
+    assert questions == reading_questions(tuple(vlm.meta.classes), QAConfig(), 40, seed=0)  # deterministic
+    assert len({q for q, _ in questions}) > 30 and any(r.area != "any" for _, r in questions)
+    assert any(r.off for _, r in questions) and any(r.count for _, r in questions)
+    rows = reading_rows(questions)
+    tok = vlm.processor.tokenizer
+    for (q, reading), (_, labels, _) in zip(questions, encode(vlm.processor, text_only(rows)), strict=True):
+        assert tok.convert_ids_to_tokens(labels[labels != -100].tolist()) == reading.tokens(), q
+    before = {n: p.detach().clone() for n, p in vlm.model.named_parameters()}
+    figures = train_warmup(vlm, [ROW] * 4, cfg.train, reading=rows)
+    assert figures["warmup_reading_rows"] == len(rows)
+    assert any(not torch.equal(before[n], p) for n, p in vlm.model.named_parameters() if "language_model" in n)
