@@ -1,7 +1,9 @@
 """One typed configuration for the whole pipeline.
 
-Defaults live here; `params.yaml` (also read by DVC) overrides them, and the CLI
-overrides both with `--set section.key=value`. Every field carries its help as data,
+Defaults live here; the product line's file (`lines/<line>.yaml`, `--line`, default pcb:
+components/line.py) sets the line's values over them, `params.yaml` (also read by DVC)
+overrides both, and the CLI overrides all three with `--set section.key=value`. The pcb line
+restates the defaults, so `--line pcb` changes nothing. Every field carries its help as data,
 `field(..., metadata={"help": ...})` (what it means, its unit, what it affects), which
 `describe` returns and `defectqa config show [SECTION]` prints; docs/ARCHITECTURE.md says
 which module uses each section. Why some defaults are what they are (measurements, history)
@@ -16,14 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.line import DEFAULT_LINE, FILE_ONLY, LineConfig, LineError, LineFile, check as check_line, help_meta, read_line
+
 DATASET_VERSION_FILE = "data/dataset_version.txt"
 """Relative to the workdir (`PathsConfig.dataset_version_file`; dvc.yaml names it too)."""
 CLASSES: tuple[str, ...] = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
 
-
-def _help(text: str) -> dict[str, str]:
-    """A field's metadata: its one- or two-sentence help (`describe`, `defectqa config show`)."""
-    return {"help": text}
+_help = help_meta
 
 
 @dataclass
@@ -76,11 +77,8 @@ class PathsConfig:
 @dataclass
 class DataConfig:
     classes: tuple[str, ...] = field(default=CLASSES, metadata=_help(
-        "Defect vocabulary, comma-separated: DeepPCB type k (1-based) is classes[k-1]. Validation refuses other "
-        "class names, and the model's class tokens and answers use these."))
-    image_size: int = field(default=640, metadata=_help(
-        "Expected side of every board image, in pixels (DeepPCB scans are 640 x 640): validation quarantines "
-        "images of another size and boxes outside it."))
+        "Defect vocabulary, comma-separated, set by the line file (its words' classes, in order): DeepPCB type k "
+        "(1-based) is classes[k-1]. Validation refuses other class names; the model's class tokens use these."))
     max_bad_share: float = field(default=0.2, metadata=_help(
         "Largest share (0-1) of a drop's rows validation may quarantine; a drop with a larger share is rejected "
         "whole and stops the flow."))
@@ -412,6 +410,9 @@ class Config:
         "Where state lives: work folder, bundled data, DVC remote, MLflow tracking."))
     data: DataConfig = field(default_factory=DataConfig, metadata=_help(
         "What a drop must look like and how its boards are split into train / calib / held-out."))
+    line: LineConfig = field(default_factory=LineConfig, metadata=_help(
+        "The product line (lines/<name>.yaml, `--line`): its inspector words, accepted image sizes and reference "
+        "mode."))
     qa: QAConfig = field(default_factory=QAConfig, metadata=_help(
         "How boxes become question-answer and preference pairs."))
     model: ModelConfig = field(default_factory=ModelConfig, metadata=_help(
@@ -425,7 +426,8 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig, metadata=_help(
         "The inspector's web service: address, input limits, batching, champion reloads."))
     registered_model: str = field(default="defect-vlm", metadata=_help(
-        "Name of the model in the MLflow registry (aliases champion / challenger)."))
+        "Name of the model in the MLflow registry (aliases champion / challenger), set by the line file: "
+        "defect-vlm-<line>, and defect-vlm for pcb."))
     experiment: str = field(default="defectqa", metadata=_help(
         "MLflow experiment the runs are kept in."))
 
@@ -473,6 +475,9 @@ def _coerce(current: Any, raw: Any, where: str) -> Any:
 
 def apply(cfg: Config, key: str, raw: Any) -> None:
     """Set `section.key` (or a top-level key) on cfg, with a clear error for unknown names."""
+    if key in FILE_ONLY:
+        raise ValueError(f"{key} is the line file's (lines/{cfg.line.name}.yaml): edit it there, or pick another "
+                         "line with --line")
     parts = key.split(".")
     target: Any = cfg
     for part in parts[:-1]:
@@ -485,11 +490,26 @@ def apply(cfg: Config, key: str, raw: Any) -> None:
     setattr(target, name, _coerce(getattr(target, name), raw, key))
 
 
-def load(params_file: str | Path | None = "params.yaml", overrides: list[str] | None = None) -> Config:
-    """Defaults, then params.yaml (if present), then `key=value` overrides."""
+def apply_line(cfg: Config, line: LineFile) -> None:
+    """Set the line file's values on cfg: its section, its classes, its model name, its gate thresholds."""
+    cfg.line = line.line
+    cfg.data.classes = line.classes
+    cfg.registered_model = line.registered_model
+    for key, value in line.gate.items():
+        try:
+            apply(cfg, f"gate.{key}", value)
+        except ValueError as exc:
+            raise LineError(f"{line.where}: field 'gate.{key}': {exc}") from exc
+
+
+def load(params_file: str | Path | None = "params.yaml", overrides: list[str] | None = None,
+         line: str | Path = DEFAULT_LINE) -> Config:
+    """Defaults, then the line file (a name in lines/ or a path), then params.yaml (if present),
+    then `key=value` overrides."""
     import yaml
 
     cfg = Config()
+    apply_line(cfg, read_line(line))
     if params_file and Path(params_file).exists():
         data = yaml.safe_load(Path(params_file).read_text()) or {}
         for section, values in data.items():
@@ -503,6 +523,7 @@ def load(params_file: str | Path | None = "params.yaml", overrides: list[str] | 
             raise ValueError(f"override {item!r} must look like section.key=value")
         k, v = item.split("=", 1)
         apply(cfg, k.strip(), v.strip())
+    check_line(cfg.line, f"line {cfg.line.name} (after params.yaml and --set)")
     return cfg
 
 

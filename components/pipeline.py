@@ -3,8 +3,10 @@ code it runs and the config values it reads.
 
 The run folder's name (`run_key`), the stage folders every caller opens (`RunLayout`),
 the CLI's `defectqa stage NAME` and `dvc.yaml` (`dvc_yaml`, checked by a test) all come
-from `STAGES`. A test records which config values each stage really reads while it
-trains a tiny model and fails when one is missing from its `reads`.
+from `STAGES`. A test records which config values each stage really reads while it trains a
+tiny model and fails when one is missing from its `reads`. A value the product line sets
+(`line.words`, `data.classes`) is a DVC param of the default line's file, lines/pcb.yaml, not
+of params.yaml (which does not repeat it).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from components.config import DATASET_VERSION_FILE, Config
+from components.line import DEFAULT_LINE, file_key, line_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,16 +50,16 @@ _RUNNER = "components.train.stages"
 
 STAGES: tuple[Stage, ...] = (
     Stage("qa", "qa", (), f"{_RUNNER}.make_qa",
-          ("qa", "data.classes", "data.image_size", *LM_BOARDS), model=False),
+          ("qa", "data.classes", "line.words", *LM_BOARDS), model=False),
     Stage("spatial", "spatial", (), f"{_RUNNER}.run_spatial",
-          ("model", "data.classes", "eval.iou", *SPLIT, "train.lm_split", "train.seed", "train.threads",
+          ("model", "data.classes", "line.words", "eval.iou", *SPLIT, "train.lm_split", "train.seed", "train.threads",
            "train.spatial_steps", "train.spatial_minutes", "train.spatial_max_epochs", "train.spatial_batch", "train.spatial_lr",
            "train.spatial_template_share", "train.spatial_no_template_share", "train.bf16",
            "train.refine_views", "train.refine_epochs", "train.refine_batch", "train.refine_lr",
            "train.refine_box_weight", "train.refine_jitter", "train.refine_jitter_shift",
            "train.refine_jitter_min_scale", "train.refine_jitter_max_scale")),
     Stage("sft", "sft", ("spatial", "qa"), f"{_RUNNER}.run_sft",
-          ("data.classes", "model.input_size", "eval.iou", *LM_BOARDS, "train.seed", "train.threads",
+          ("data.classes", "line.words", "model.input_size", "eval.iou", *LM_BOARDS, "train.seed", "train.threads",
            "train.warmup_steps", "train.warmup_batch", "train.warmup_lr", "train.warmup_word_dropout",
            "train.warmup_reading_batch", "qa.out_of_scope_share", "qa.embellish_share",
            "train.sft_epochs", "train.sft_max_steps", "train.sft_batch", "train.sft_lr", "train.sft_lora",
@@ -205,6 +208,15 @@ def code_files(entry: str) -> list[str]:
     return sorted(str(p.relative_to(REPO)) for p in seen if p.stat().st_size)
 
 
+def dvc_params(reads: tuple[str, ...]) -> list:
+    """A stage's DVC params: params.yaml keys, then the line-file fields the line's values come
+    from (`{lines/pcb.yaml: [words]}`; DVC reads them there)."""
+    own = [k for k in dict.fromkeys(reads) if file_key(k) is None]
+    from_line = list(dict.fromkeys(file_key(k) for k in reads if file_key(k) is not None))
+    line = str(line_path(DEFAULT_LINE).relative_to(REPO))
+    return own + ([{line: from_line}] if from_line else [])
+
+
 def dvc_yaml(workdir: str = ".defectqa") -> str:
     """dvc.yaml for the stages, run by `defectqa stage NAME` into `<workdir>/pipeline`."""
     import yaml
@@ -216,7 +228,7 @@ def dvc_yaml(workdir: str = ".defectqa") -> str:
                 *code_files(s.run)]
         entry: dict[str, Any] = {"cmd": f"defectqa stage {s.name}", "deps": deps}
         if s.reads:
-            entry["params"] = list(dict.fromkeys(s.reads))
+            entry["params"] = dvc_params(s.reads)
         if s.trains:
             entry["outs"] = [str(layout.dir(s.name))]
         else:

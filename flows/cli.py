@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from components.line import DEFAULT_LINE
 from components.pipeline import STAGES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,15 +29,19 @@ app = typer.Typer(help="Defect-inspection VLM: retrain monthly, check, promote, 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="YAML file of config overrides (also read by DVC).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override one config value, e.g. --set train.spatial_steps=200. "
                                                                 "Repeatable.")]
+LineOpt = Annotated[str, typer.Option("--line", help="Product line: lines/<LINE>.yaml (or a path to a line file): its "
+                                                    "classes and their words, image sizes, reference mode, gate "
+                                                    "thresholds and registered model.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="models:/defect-vlm@champion (default), @challenger, "
                                                               "models:/defect-vlm/3, or a model folder.")]
 
 
-def _cfg(params: Path, sets: list[str] | None):
+def _cfg(params: Path, sets: list[str] | None, line: str = DEFAULT_LINE):
+    """The one config every command runs on: defaults < the line's file < params.yaml < --set."""
     from components import config
 
     try:
-        cfg = config.load(params, sets)
+        cfg = config.load(params, sets, line)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     os.environ.setdefault("PREFECT_HOME", str(cfg.paths.root / "prefect"))
@@ -64,10 +69,10 @@ def retrain(
     bundled_month: Annotated[str | None, typer.Option(help="Replay a month of the bundled DeepPCB data "
                                                            "(2026-01, 2026-02, 2026-03).")] = None,
     force: Annotated[bool, typer.Option(help="Train the month again even if a version is registered for it.")] = False,
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
     """Run the monthly retraining flow: validate, version, train (SFT, DPO), quantize, evaluate, gate, register."""
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     if bundled_month:
         from components.data.drops import materialise_drop
 
@@ -77,7 +82,7 @@ def retrain(
         _fail("give --drop DIR --month YYYY-MM, or --bundled-month YYYY-MM")
     from flows.monthly_retrain import monthly_retrain
 
-    summary = monthly_retrain(str(drop), month, list(set_ or []), str(params), force)
+    summary = monthly_retrain(str(drop), month, list(set_ or []), str(params), force, line)
     _print_summary(summary, cfg)
 
 
@@ -103,14 +108,14 @@ def _print_summary(summary: dict, cfg) -> None:
 def deploy(
     pool: Annotated[str, typer.Option(help="Prefect work pool (type process) whose worker runs the flow.")] = "defectqa",
     name: Annotated[str, typer.Option(help="Deployment name.")] = "monthly",
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
     """Register the monthly deployment (02:00 UTC on the 1st, one run at a time) on a Prefect server."""
     from flows.deploy import CRON, TIMEZONE, deploy as run
 
     if not os.environ.get("PREFECT_API_URL"):
         _fail("PREFECT_API_URL is not set: a deployment lives on a Prefect server (make stack-up prints it)")
-    deployment_id = run(pool, name, str(params), list(set_ or []))
+    deployment_id = run(pool, name, str(params), list(set_ or []), line=line)
     typer.echo(f"deployment monthly_retrain/{name} ({deployment_id}) on pool {pool!r}: cron {CRON!r} {TIMEZONE}, "
                "concurrency 1; drops go to <workdir>/incoming/<YYYY-MM>/")
 
@@ -119,12 +124,12 @@ def deploy(
 def ingest(
     drop: Annotated[Path, typer.Argument(help="Drop folder (DeepPCB, Pascal VOC XML or COCO JSON).")],
     month: Annotated[str, typer.Option(help="Month label, YYYY-MM.")],
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
     """Copy a drop into the data area and version it with DVC."""
     from components.data.ingest import DropError, ingest as run
 
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     try:
         res = run(drop, month, cfg)
     except (DropError, FileNotFoundError, ValueError) as exc:
@@ -135,13 +140,13 @@ def ingest(
 @app.command()
 def validate(
     month: Annotated[str, typer.Option(help="An ingested month to validate.")],
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
     """Great Expectations checks of an ingested drop: quarantine bad rows, accept good ones."""
     from components.data.ingest import DropError
     from components.data.validate import validate_drop
 
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     try:
         res = validate_drop(month, cfg)
     except DropError as exc:
@@ -165,12 +170,12 @@ def evaluate(
                                                     help="Keep only defects also found on a blurred copy (eval.blur_check_*); "
                                                          "~0.17 s more per board here. "
                                                          "Default: as served (serve.blur_check, off).")] = None,
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
     """Ask the model about every board and template of a folder; print the metrics as a JSON line."""
     from components.evaluation.run import evaluate_model, json_line, samples_of
 
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     cfg.eval.max_images = max_images or cfg.eval.max_images
     model_dir = _model_dir(cfg, model)
     try:
@@ -188,14 +193,14 @@ def decisions(
     data: Annotated[Path, typer.Option(help="A folder in DeepPCB layout: boards the model never trained on.")],
     model: ModelOpt = None,
     max_images: Annotated[int, typer.Option(help="Only the first N boards (0 = all).")] = 20,
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
     """Per question kind: the language model's reading and per-region decision accuracy, teacher-forced and free."""
     from components.evaluation.run import samples_of
     from components.model.inference import Inspector
     from components.train.decisions import measure
 
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     try:
         samples = samples_of(data, cfg)[: max_images or None]
         inspector = Inspector.load(_model_dir(cfg, model))
@@ -214,13 +219,13 @@ def ablate(
     max_images: Annotated[int, typer.Option(help="Evaluate only the first N held-out boards (0 = all).")] = 0,
     robustness: Annotated[bool, typer.Option(help="Also evaluate the served model under noise, blur, brightness and JPEG "
                                                   "(~4 evaluations more).")] = True,
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
     """Evaluate each stage's model (SFT, +DPO, +calibration, int8) and options (blur check, no template, ...) on the
     held-out groups; write a results table."""
     from components.evaluation.ablate import ablate as run, render_results, served_robustness, write_results
 
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     cfg.eval.max_images = max_images or cfg.eval.max_images
     data = data or Path(cfg.paths.bundled_data)
     if not run_dir.is_dir():
@@ -235,6 +240,7 @@ def ablate(
     command = shlex.join(["defectqa", "ablate", str(run_dir), "--data", str(data), "--out", str(out),
                           *(["--max-images", str(max_images)] if max_images else []),
                           *([] if robustness else ["--no-robustness"]), "--params", str(params),
+                          *(["--line", line] if line != DEFAULT_LINE else []),
                           *[a for s in set_ or [] for a in ("--set", s)]])
     write_results(out, render_results(results, samples, cfg, command, run_dir, data, robust=robust))
     typer.echo(f"results: {out}", err=True)
@@ -248,12 +254,12 @@ def ask(
     question: Annotated[str, typer.Argument(help='Plain-language question, e.g. "Where is the short circuit?"')],
     template: Annotated[Path | None, typer.Option(help="The board's aligned defect-free template (recommended).")] = None,
     model: ModelOpt = None,
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
     """Answer a question about one board: each defect's class, box, centre, confidence, or 'none found'."""
     from components.model.blur_check import load_inspector
 
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     for p in (image, template):
         if p is not None and not p.is_file():
             _fail(f"{p}: no such image file")
@@ -267,11 +273,11 @@ def ask(
 
 @app.command()
 def promote(version: Annotated[str, typer.Argument(help="Model version to make champion.")],
-            params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None):
+            params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE):
     """Make a version the champion by hand (the previous champion is remembered for rollback)."""
     from components.registry import registry
 
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     try:
         prev = registry.promote(cfg, version)
     except LookupError as exc:
@@ -280,11 +286,11 @@ def promote(version: Annotated[str, typer.Argument(help="Model version to make c
 
 
 @app.command()
-def rollback(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None):
+def rollback(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE):
     """Move @champion back to the previous champion."""
     from components.registry import registry
 
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     try:
         version = registry.rollback(cfg)
     except LookupError as exc:
@@ -293,11 +299,11 @@ def rollback(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None):
 
 
 @app.command()
-def models(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None):
+def models(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE):
     """List registered versions with their aliases, dataset version and key metrics."""
     from components.registry import registry
 
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     rows = registry.list_versions(cfg)
     if not rows:
         typer.echo(f"no versions of {cfg.registered_model} yet: run `defectqa retrain`")
@@ -316,13 +322,13 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default: serve.host, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: serve.port, 8000).")] = None,
     model: ModelOpt = None,
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
     """Serve the inspector: page at /, /v1/inspect, OpenAI-compatible /v1/chat/completions, /metrics."""
     from components.registry.registry import RegistryError
     from components.serving.server import run
 
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     try:
         run(cfg, model, host, port)
     except (RegistryError, FileNotFoundError) as exc:
@@ -332,7 +338,7 @@ def serve(
 @app.command(hidden=False)
 def stage(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(s.name for s in STAGES)}.")],
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
     """Run one pipeline stage on the accepted data into <workdir>/pipeline (what `dvc repro` calls)."""
     from components.data.split import load_accepted, split_samples
@@ -345,7 +351,7 @@ def stage(
         stage_named(name)
     except ValueError as exc:
         _fail(str(exc))
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     version = dataset_version(cfg)
     if version is None:
         _fail("no accepted data yet: run `defectqa ingest` and `defectqa validate` first")
@@ -391,13 +397,13 @@ app.add_typer(config_app, name="config")
 def config_show(
     section: Annotated[str | None, typer.Argument(help="One section of the config (an unknown name lists them); "
                                                        "default: every key.")] = None,
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
-    """Every config key with its value (defaults, then params.yaml, then --set), its default where the value
-    differs, and its help."""
+    """Every config key with its value (defaults, then the line's file, then params.yaml, then --set), its default
+    where the value differs, and its help."""
     from components import config
 
-    cfg = _cfg(params, set_)
+    cfg = _cfg(params, set_, line)
     try:
         rows = config.describe(cfg, section)
     except ValueError as exc:
@@ -406,13 +412,15 @@ def config_show(
 
 
 def _config_text(value) -> str:
-    """A value as `--set` and params.yaml take it: tuples and mappings comma-separated."""
+    """A value as `--set` and params.yaml take it: tuples and mappings comma-separated (a line's
+    words, which only its file sets: `class:singular/plural,...; class:...`)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, tuple):
-        return ",".join(map(str, value))
+        return ",".join("/".join(v) if isinstance(v, tuple) else str(v) for v in value)
     if isinstance(value, dict):
-        return ",".join(f"{k}:{v}" for k, v in value.items())
+        nested = any(isinstance(v, tuple) for v in value.values())
+        return ("; " if nested else ",").join(f"{k}:{_config_text(v) if nested else v}" for k, v in value.items())
     return '""' if value == "" else str(value)
 
 

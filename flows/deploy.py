@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from components.line import DEFAULT_LINE
+
 CRON = "0 2 1 * *"
 TIMEZONE = "UTC"
 ENTRYPOINT = "flows/monthly_retrain.py:monthly_retrain"
@@ -23,7 +25,8 @@ ZOMBIE_AUTOMATION = "defectqa: crash flow runs without heartbeats"
 
 
 def deploy(pool: str = "defectqa", name: str = "monthly", params_file: str = "params.yaml",
-           overrides: list[str] | None = None, schedule: bool = True, crashed_after_s: int = CRASHED_AFTER_S) -> str:
+           overrides: list[str] | None = None, schedule: bool = True, crashed_after_s: int = CRASHED_AFTER_S,
+           line: str = DEFAULT_LINE) -> str:
     """Create or update the deployment (and the automation that crashes its dead runs); returns
     its id. schedule=False: runs start only on request."""
     from prefect import Flow
@@ -33,7 +36,7 @@ def deploy(pool: str = "defectqa", name: str = "monthly", params_file: str = "pa
     flow = Flow.from_source(source=str(REPO), entrypoint=ENTRYPOINT)
     return str(flow.deploy(
         name=name, work_pool_name=pool, schedules=[Cron(CRON, timezone=TIMEZONE)] if schedule else [],
-        concurrency_limit=1, parameters={"params_file": params_file, "overrides": list(overrides or [])},
+        concurrency_limit=1, parameters={"params_file": params_file, "overrides": list(overrides or []), "line": line},
         job_variables={"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}},
         description="Validate, version, retrain, evaluate, gate and promote the defect-QA model.",
         build=False, push=False, print_next_steps=False))

@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 
 from components.config import Config
 from components.evaluation.columns import headline
+from components.line import DEFAULT_LINE
 from components.pipeline import RunLayout, run_key
 from components.registry import tracking
 from components.train import stages
@@ -82,14 +83,15 @@ def _run_name() -> str:
 
 @flow(name="monthly_retrain", flow_run_name=_run_name, log_prints=True)
 def monthly_retrain(drop_dir: str = "", month: str = "", overrides: list[str] | None = None,
-                    params_file: str = "params.yaml", force: bool = False) -> dict:
+                    params_file: str = "params.yaml", force: bool = False, line: str = DEFAULT_LINE) -> dict:
     """Retrain on everything accepted so far, after validating this month's drop.
 
     drop_dir empty: `<workdir>/incoming/<month>`; a missing or empty drop finishes plainly with
-    nothing trained; a month already registered is not trained again unless force."""
+    nothing trained; a month already registered is not trained again unless force. line: the
+    product line (lines/<line>.yaml) the config is read for."""
     from components import config as config_mod
 
-    cfg = config_mod.load(params_file, overrides)
+    cfg = config_mod.load(params_file, overrides, line)
     month = run_month(month)
     drop = Path(drop_dir) if drop_dir else cfg.paths.incoming_dir / month
     if not drop.is_dir() or not any(p.is_file() for p in drop.rglob("*")):

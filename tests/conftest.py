@@ -15,6 +15,20 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 REPO = Path(__file__).resolve().parents[1]
+DEEPPCB_SIZE = (640, 640)
+"""Every DeepPCB scan's (width, height)."""
+
+
+def deeppcb_sizes(samples) -> dict[str, tuple[int, int]]:
+    """The QA generator's image sizes (sample_id -> size) of real DeepPCB boards."""
+    return dict.fromkeys((s.sample_id for s in samples), DEEPPCB_SIZE)
+
+
+def pcb_words():
+    """The pcb line's class words (lines/pcb.yaml), what the QA generator and tokenizer are given."""
+    from components.line import read_line
+
+    return read_line("pcb").line.words
 
 # A model small enough to build, train a few steps and answer in seconds.
 TINY = [

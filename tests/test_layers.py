@@ -1,7 +1,8 @@
-"""Layers point one way: config -> pipeline (the stage declarations) -> data -> qa -> model -> train / evaluation -> registry ->
-serving -> tasks -> flows. A module may import its own package and the layers below it, never one
-above, never a sibling (train and evaluation share only what lives below both), and
-components import nothing from Prefect."""
+"""Layers point one way: line (a product line's file) -> config -> pipeline (the stage
+declarations) -> data -> qa -> model -> train / evaluation -> registry -> serving -> tasks -> flows.
+A module may import its own package and the layers below it, never one above, never a sibling
+(train and evaluation share only what lives below both), and components import nothing from
+Prefect."""
 from __future__ import annotations
 
 import ast
@@ -12,6 +13,7 @@ import pytest
 from tests.conftest import REPO
 
 LAYERS = (
+    ("components.line",),
     ("components.config",),
     ("components.pipeline",),
     ("components.data",),

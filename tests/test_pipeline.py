@@ -48,7 +48,11 @@ def test_dvc_yaml_is_the_declared_pipeline():
     stages = yaml.safe_load(dvc_yaml())["stages"]
     assert list(stages) == [s.name for s in STAGES]
     # The gaps that once let stale stages pass: the split for spatial, lm_common for SFT and DPO.
-    assert {"data.holdout_groups", "data.calib_groups", "data.holdout_share", "eval.iou"} <= set(stages["spatial"]["params"])
+    spatial = stages["spatial"]["params"]
+    keys = {p for p in spatial if isinstance(p, str)}
+    assert {"data.holdout_groups", "data.calib_groups", "data.holdout_share", "eval.iou"} <= keys
+    # What the line sets (its classes and their words) is read from its file, not params.yaml.
+    assert {"lines/pcb.yaml": ["words"]} in spatial and "data.classes" not in spatial
     for name in ("sft", "dpo"):
         assert {"components/train/lm_common.py", "components/train/lm_data.py"} <= set(stages[name]["deps"])
 
@@ -61,11 +65,18 @@ def test_code_deps_follow_the_imports_inside_the_stage_function():
 
 
 def test_params_yaml_names_every_dvc_param():
-    """DVC reads params from params.yaml: a key missing there fails `dvc repro`."""
+    """DVC reads params from params.yaml, and a line's values from the line's file: a key missing
+    there fails `dvc repro`. params.yaml repeats none of the line's (else it would override them)."""
+    from components.line import file_key
+
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    line = yaml.safe_load((REPO / "lines" / "pcb.yaml").read_text())
     for s in STAGES:
         for key in s.reads:
             section, _, name = key.partition(".")
+            if file_key(key) is not None:
+                assert file_key(key) in line and name not in params.get(section, {}), key
+                continue
             assert section in params and (not name or name in params[section]), f"params.yaml lacks {key}"
 
 
@@ -115,6 +126,7 @@ def dvc_repo(tmp_path):
     outputs present and committed to dvc.lock (no training: only what DVC compares)."""
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "lines", tmp_path / "lines")
     shutil.copytree(REPO / "components", tmp_path / "components", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     _dvc(tmp_path, "init", "-q")
@@ -140,6 +152,14 @@ def _stale(repo: Path, section: str, key: str, value) -> set[str]:
 def test_dvc_reruns_the_stages_that_read_eval_iou(dvc_repo):
     assert json.loads(_dvc(dvc_repo, "status", "--json")) == {}
     assert _stale(dvc_repo, "eval", "iou", 0.5) == {"spatial", "sft", "dpo", "calibrate", "evaluate"}
+
+
+def test_dvc_reruns_the_stages_that_read_the_line_s_words(dvc_repo):
+    """A new inspector word in lines/pcb.yaml changes the questions and the tokenizer: the stages
+    that read the words or the classes (the words' keys) rerun."""
+    path = dvc_repo / "lines" / "pcb.yaml"
+    path.write_text(path.read_text().replace("[burr, burrs]", "[burr, burrs], [whisker, whiskers]"))
+    assert set(json.loads(_dvc(dvc_repo, "status", "--json"))) == {"qa", "spatial", "sft", "dpo", "calibrate", "evaluate"}
 
 
 def test_dvc_reruns_the_stages_that_read_the_held_out_groups(dvc_repo):

@@ -27,6 +27,7 @@ from components.config import Config
 from components.data import versioning
 from components.data.ingest import MANIFEST, DropError, check_month, drop_path, read_manifest, write_manifest
 from components.data.records import Sample, finite
+from components.line import LineConfig
 
 REASONS_COLUMNS = ["id", "file", "reason"]
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage pings from a pipeline run
@@ -123,7 +124,8 @@ def _judge_rows(cfg: Config, month: str, src: Path, rows: list[dict]) -> tuple[V
     docs = reports_path(cfg, month) / "data_docs"
     facts = row_facts(rows, src, cfg)
     reports_path(cfg, month).mkdir(parents=True, exist_ok=True)
-    gx_result, bad = judge(facts, cfg, require_template=(fmt == "deeppcb"), known_ids=known, docs_dir=docs)
+    gx_result, bad = judge(facts, cfg, require_template=templates_required(cfg.line.reference, fmt), known_ids=known,
+                           docs_dir=docs)
     facts.to_csv(reports_path(cfg, month) / "facts.csv", index=False)
     n_bad = len({b["row"] for b in bad})
     result = ValidationResult(
@@ -285,8 +287,12 @@ def drift_table(report: dict[str, Any]) -> pd.DataFrame:
 
 FACT_COLUMNS = ["row", "sample_id", "group", "format", "test_file", "template_file", "annotation_file",
                 "image_status", "width", "height", "has_template", "template_status", "annotation_status",
-                "n_boxes", "box_x_min", "box_y_min", "box_x_max", "box_y_max", "box_min_w", "box_min_h", "classes"]
+                "n_boxes", "box_x_min", "box_y_min", "box_x_max", "box_y_max", "box_min_w", "box_min_h", "classes",
+                "box_x_past", "box_y_past"]
 _NUMERIC = ["width", "height", "box_x_min", "box_y_min", "box_x_max", "box_y_max", "box_min_w", "box_min_h"]
+PAST_EDGE = {"box_x_past": ("box_x_max", "width", "right"), "box_y_past": ("box_y_max", "height", "bottom")}
+"""How far, in pixels, a row's boxes reach past its own image's edge (its far box side minus the
+image's side; > 0 is out of bounds): images differ in size within the line's range."""
 
 
 def decode_image(path: Path) -> tuple[str, tuple[int, int] | None]:
@@ -311,6 +317,8 @@ def row_facts(rows: list[dict], src: Path, cfg: Config) -> pd.DataFrame:
     facts = pd.DataFrame([_row_fact(i, r, src, cfg) for i, r in enumerate(rows)], columns=FACT_COLUMNS)
     for col in _NUMERIC:
         facts[col] = pd.to_numeric(facts[col], errors="coerce").astype("float64")
+    for col, (far, side, _) in PAST_EDGE.items():
+        facts[col] = facts[far] - facts[side]  # NaN without boxes or a decoded image: judged elsewhere
     return facts
 
 
@@ -369,6 +377,13 @@ def _check(name: str, role: str, reason: str) -> dict:
     return {"check": name, "file": role, "reason": reason}
 
 
+def templates_required(reference: str, fmt: str) -> bool:
+    """Whether every row of a drop must have its template, by the line's reference mode: always
+    (required), never (none), or where the format pairs each board with one (optional: DeepPCB
+    does, VOC and COCO carry no template)."""
+    return reference == "required" or (reference == "optional" and fmt == "deeppcb")
+
+
 def expectations(cfg: Config, require_template: bool, known_ids: dict[str, str] | set[str]) -> list:
     """The drop suite: row checks on the facts, plus the table must not be empty."""
     import great_expectations as gx
@@ -379,12 +394,12 @@ def expectations(cfg: Config, require_template: bool, known_ids: dict[str, str] 
         E.ExpectTableRowCountToBeBetween(min_value=1, meta=_check("not_empty", "", "drop is empty")),
         E.ExpectColumnValuesToBeInSet(column="image_status", value_set=["ok"],
                                       meta=_check("image", "test", "test image {value}")),
-        *_size_checks(E, cfg.data.image_size),
+        *_size_checks(E, cfg.line),
         E.ExpectColumnValuesToBeInSet(column="template_status", value_set=templates_ok,
                                       meta=_check("template", "template", "template {value}")),
         E.ExpectColumnValuesToBeInSet(column="annotation_status", value_set=["ok"],
                                       meta=_check("annotation", "annotation", "{value}")),
-        *_box_checks(E, cfg.data.image_size),
+        *_box_checks(E),
         E.ExpectColumnValuesToMatchRegex(column="classes", regex=_vocabulary_regex(cfg.data.classes),
                                          meta=_check("class", "annotation", "unknown class {unknown}")),
         E.ExpectColumnValuesToBeUnique(column="sample_id",
@@ -402,17 +417,24 @@ def _vocabulary_regex(classes: tuple[str, ...]) -> str:
     return rf"^(?:{name}(?:\|{name})*)?$"
 
 
-def _size_checks(E, n: int) -> list:
-    reason = f"image {{column}} {{value:g}} px, expected {n}"
-    return [E.ExpectColumnValuesToBeBetween(column=c, min_value=n, max_value=n, meta=_check("size", "test", reason))
-            for c in ("width", "height")]
+def _size_checks(E, line: LineConfig) -> list:
+    """Image width and height within the line's range (one size when min = max)."""
+    out = []
+    for axis in ("width", "height"):
+        lo, hi = getattr(line, f"min_{axis}"), getattr(line, f"max_{axis}")
+        reason = f"image {{column}} {{value:g}} px, expected {lo if lo == hi else f'{lo}-{hi}'}"
+        out.append(E.ExpectColumnValuesToBeBetween(column=axis, min_value=lo, max_value=hi,
+                                                   meta=_check("size", "test", reason)))
+    return out
 
 
-def _box_checks(E, n: int) -> list:
-    """Boxes inside the n x n image, and x1 < x2, y1 < y2 for every box (NaN = no boxes, not judged)."""
+def _box_checks(E) -> list:
+    """Boxes inside their own image, and x1 < x2, y1 < y2 for every box (NaN = no boxes, not judged)."""
     bounds = _check("bounds", "annotation", "box out of bounds: {column} = {value:g}")
-    limits = (("box_x_min", 0, None), ("box_y_min", 0, None), ("box_x_max", None, n), ("box_y_max", None, n))
-    out = [E.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi, meta=bounds) for c, lo, hi in limits]
+    out = [E.ExpectColumnValuesToBeBetween(column=c, min_value=0, meta=bounds) for c in ("box_x_min", "box_y_min")]
+    for c, (far, side, edge) in PAST_EDGE.items():
+        reason = f"box out of bounds: {far} is {{value:g}} px past the image's {edge} edge (its {side})"
+        out.append(E.ExpectColumnValuesToBeBetween(column=c, max_value=0, meta=_check("bounds", "annotation", reason)))
     for c, axis in (("box_min_w", "x"), ("box_min_h", "y")):
         reason = f"inverted box: {axis}2 <= {axis}1 ({{column}} = {{value:g}})"
         out.append(E.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True,

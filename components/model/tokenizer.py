@@ -2,7 +2,8 @@
 
 The small default model learns from scratch, so a closed vocabulary of the words
 inspectors use (plus the grammar, region and score tokens) trains far faster than
-a byte-level BPE. Unknown words map to [UNK]; the class words are what matter. Before
+a byte-level BPE. Unknown words map to [UNK]; the class words (the product line's,
+`cfg.line.words`) are what matter. Before
 tokenizing, `normalize` spells out contractions and mends a typo in a word it does not know
 when one known word is a single edit away ("shrot" -> "short").
 """
@@ -13,6 +14,7 @@ import re
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from components.line import Words
 from components.qa.grammar import AREA_TOKENS, IN, NONE2, OFF, OUT
 from components.qa.vocab import (
     AREAS,
@@ -21,7 +23,6 @@ from components.qa.vocab import (
     FILLER_PHRASES,
     FRAMES,
     LEADS,
-    NAMES,
     NON_DEFECTS,
     OUT_OF_SCOPE,
     PHRASINGS,
@@ -79,12 +80,14 @@ def _mend(word: str, words: set[str]) -> str:
     return max(sorted(near), key=lambda k: fuzz.ratio(word, k)) if near else word
 
 
-def vocabulary(classes: tuple[str, ...], max_regions: int, max_count: int = 64) -> list[str]:
+def vocabulary(classes: tuple[str, ...], class_words: Words, max_regions: int, max_count: int = 64) -> list[str]:
+    """The closed vocabulary: special, grammar and class tokens, and every word of the questions
+    (the line's class words, areas, phrasings, everyday requests), region and score tokens."""
     words: set[str] = set(CHAT_WORDS) | set(classes) | set(AREA_TOKENS) | set(FILLER)
     for phrasings in PHRASINGS.values():
         for t in phrasings:
             words.update(words_of(t.format(s="", p="", p2="", a="")))
-    for pairs in NAMES.values():
+    for pairs in class_words.values():
         for s, p in pairs:
             words.update(words_of(f"{s} {p}"))
     for names in AREAS.values():
@@ -114,9 +117,10 @@ def plain_words(tokenizer) -> set[str] | None:
     return {w for w in tokenizer.get_vocab() if re.fullmatch(r"[a-z][a-z'-]*", w)}
 
 
-def build_tokenizer(classes: tuple[str, ...], max_regions: int, chat_template: str) -> PreTrainedTokenizerFast:
+def build_tokenizer(classes: tuple[str, ...], class_words: Words, max_regions: int,
+                    chat_template: str) -> PreTrainedTokenizerFast:
     """A fast tokenizer over the closed vocabulary, with Qwen's special tokens and chat template."""
-    vocab = {w: i for i, w in enumerate(vocabulary(classes, max_regions))}
+    vocab = {w: i for i, w in enumerate(vocabulary(classes, class_words, max_regions))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(_PUNCT), behavior="isolated"),

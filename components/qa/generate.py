@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from components.config import QAConfig
 from components.data.records import Box, Sample
+from components.line import Words
 from components.qa.grammar import Answer, Detection, Reading, answer_for, render
 from components.qa.vocab import (
     AREAS,
@@ -17,13 +18,16 @@ from components.qa.vocab import (
     FILLER_PHRASES,
     FRAMES,
     LEADS,
-    NAMES,
     NON_DEFECT_KINDS,
     NON_DEFECTS,
     OUT_OF_SCOPE,
     PHRASINGS,
+    own_name,
     reading_order,
 )
+
+Sizes = dict[str, tuple[int, int]]
+"""sample_id -> (width, height) of its image, in pixels: the frame areas and boxes are judged in."""
 
 
 @dataclass
@@ -72,14 +76,14 @@ def answer_of(boxes: list[Box], reading: Reading, size: tuple[int, int]) -> tupl
     return keep, answer_for(reading, [_det(boxes[i]) for i in keep])
 
 
-def class_words(cls: str, rng: random.Random) -> tuple[str, str]:
-    """A (singular, plural) name of a class; a class with no listed names is called by itself."""
-    return rng.choice(NAMES[cls]) if cls in NAMES else (cls, f"{cls}s")
+def class_words(cls: str, words: Words, rng: random.Random) -> tuple[str, str]:
+    """A (singular, plural) name of a class from its line's words; a class with none is called by itself."""
+    return rng.choice(words[cls]) if cls in words else own_name(cls)
 
 
-def phrase(rng: random.Random, kind: str, cls: str = "", cls2: str = "", area: str = "") -> str:
-    s, p = class_words(cls, rng) if cls else ("", "")
-    p2 = class_words(cls2, rng)[1] if cls2 else ""
+def phrase(rng: random.Random, kind: str, words: Words, cls: str = "", cls2: str = "", area: str = "") -> str:
+    s, p = class_words(cls, words, rng) if cls else ("", "")
+    p2 = class_words(cls2, words, rng)[1] if cls2 else ""
     a = rng.choice(AREAS[area]) if area else ""
     return rng.choice(PHRASINGS[kind]).format(s=s, p=p, p2=p2, a=a)
 
@@ -110,31 +114,32 @@ def asks_count(question: str) -> bool:
     return any(w in q for w in COUNT_WORDS)
 
 
-def _one(kind: str, rng: random.Random, cls: str, other: str, area: str) -> tuple[str, Reading]:
+def _one(kind: str, rng: random.Random, words: Words, cls: str, other: str, area: str) -> tuple[str, Reading]:
     """A question of one kind and what it asks."""
     if kind in ("locate", "exists", "count_class"):
-        return phrase(rng, kind, cls), Reading((cls,), kind == "count_class")
+        return phrase(rng, kind, words, cls), Reading((cls,), kind == "count_class")
     if kind in ("count_total", "describe"):
-        return phrase(rng, kind), Reading((), kind == "count_total")
+        return phrase(rng, kind, words), Reading((), kind == "count_total")
     if kind == "spatial":
-        return phrase(rng, kind, area=area), Reading((), False, area)
+        return phrase(rng, kind, words, area=area), Reading((), False, area)
     if kind == "spatial_class":
-        q = phrase(rng, kind, cls, area=area)
+        q = phrase(rng, kind, words, cls, area=area)
         return q, Reading((cls,), asks_count(q), area)
-    q = phrase(rng, "multi", cls, other)
+    q = phrase(rng, "multi", words, cls, other)
     return q, Reading((cls, other), asks_count(q))
 
 
-def questions_for(boxes: list[Box], classes: tuple[str, ...], rng: random.Random, per_kind: int,
+def questions_for(boxes: list[Box], classes: tuple[str, ...], words: Words, rng: random.Random, per_kind: int,
                   size: tuple[int, int], out_of_scope_share: float = 0.5,
                   embellish_share: float = 0.0) -> list[tuple[str, str, list[int], Answer, Reading]]:
-    """(kind, question, gt indices, answer, reading) for one image's boxes (none for a template);
-    a share embellish_share of the questions are embellished (see `embellish`)."""
+    """(kind, question, gt indices, answer, reading) for one image's boxes (none for a template),
+    classes named by the line's words; a share embellish_share of the questions are embellished
+    (see `embellish`)."""
     return [(kind, embellish(q, rng) if rng.random() < embellish_share else q, *rest)
-            for kind, q, *rest in _plain_questions(boxes, classes, rng, per_kind, size, out_of_scope_share)]
+            for kind, q, *rest in _plain_questions(boxes, classes, words, rng, per_kind, size, out_of_scope_share)]
 
 
-def _plain_questions(boxes, classes, rng, per_kind, size, out_of_scope_share):
+def _plain_questions(boxes, classes, words, rng, per_kind, size, out_of_scope_share):
     """questions_for before embellishment: per round, one question of each kind, then maybe one off-topic."""
     present = sorted({b.cls for b in boxes})
     out = []
@@ -144,7 +149,7 @@ def _plain_questions(boxes, classes, rng, per_kind, size, out_of_scope_share):
         other = rng.choice([c for c in classes if c != cls] or [cls])
         area = rng.choice(list(AREAS))
         for kind in PHRASINGS:
-            q, reading = _one(kind, rng, cls, other, area)
+            q, reading = _one(kind, rng, words, cls, other, area)
             out.append((kind, q, *answer_of(boxes, reading, size), reading))
         if rng.random() < out_of_scope_share:
             reading = Reading(off=True)
@@ -152,14 +157,14 @@ def _plain_questions(boxes, classes, rng, per_kind, size, out_of_scope_share):
     return out
 
 
-def reading_questions(classes: tuple[str, ...], cfg: QAConfig, n: int, seed: int) -> list[tuple[str, Reading]]:
+def reading_questions(classes: tuple[str, ...], words: Words, cfg: QAConfig, n: int, seed: int) -> list[tuple[str, Reading]]:
     """n questions (each kind in turn, embellished as the QA pairs are) with what they ask, and
     no board: for learning to read questions (train/warmup.py)."""
     rng = random.Random(f"reading:{seed}")
     out: list[tuple[str, Reading]] = []
     while len(out) < n:
         out += [(q, reading) for _, q, _, _, reading in
-                questions_for([], classes, rng, 1, (1, 1), cfg.out_of_scope_share, cfg.embellish_share)]
+                questions_for([], classes, words, rng, 1, (1, 1), cfg.out_of_scope_share, cfg.embellish_share)]
     return out[:n]
 
 
@@ -180,17 +185,19 @@ def scan_truth(boxes: list[Box], reading: Reading, size: tuple[int, int]) -> lis
     return [(i, b.cls) for i, b in enumerate(boxes) if reading.scans(b.center, size)]
 
 
-def generate_qa(samples: list[Sample], cfg: QAConfig, classes: tuple[str, ...],
-                size: tuple[int, int] = (640, 640)) -> list[QAPair]:
-    """QA pairs for every sample and (a share of) the templates, deterministic in cfg.seed."""
+def generate_qa(samples: list[Sample], cfg: QAConfig, classes: tuple[str, ...], words: Words,
+                sizes: Sizes) -> list[QAPair]:
+    """QA pairs for every sample and (a share of) the templates, deterministic in cfg.seed; the
+    classes are asked about in the line's words, each image judged in its own size."""
     rng = random.Random(cfg.seed)
     pairs = []
     for s in samples:
-        for kind, q, idx, ans, reading in questions_for(s.boxes, classes, rng, cfg.phrasings_per_kind, size,
+        size = sizes[s.sample_id]
+        for kind, q, idx, ans, reading in questions_for(s.boxes, classes, words, rng, cfg.phrasings_per_kind, size,
                                                         cfg.out_of_scope_share, cfg.embellish_share):
             pairs.append(QAPair(s.sample_id, "test", kind, q, ans, idx, reading, scan_truth(s.boxes, reading, size)))
         if s.template_path and rng.random() < cfg.template_share:
-            for kind, q, idx, ans, reading in questions_for([], classes, rng, 1, size, cfg.out_of_scope_share,
+            for kind, q, idx, ans, reading in questions_for([], classes, words, rng, 1, size, cfg.out_of_scope_share,
                                                             cfg.embellish_share):
                 pairs.append(QAPair(s.sample_id, "template", kind, q, ans, idx, reading))
     return pairs
@@ -236,11 +243,11 @@ def reject(qa: QAPair, rng: random.Random, classes: tuple[str, ...], size: tuple
     return PreferencePair(qa, rejected, rej_idx, reason)
 
 
-def generate_preferences(pairs: list[QAPair], cfg: QAConfig, classes: tuple[str, ...],
-                         size: tuple[int, int] = (640, 640)) -> list[PreferencePair]:
+def generate_preferences(pairs: list[QAPair], cfg: QAConfig, classes: tuple[str, ...], sizes: Sizes) -> list[PreferencePair]:
     """cfg.rejected_per_chosen preference pairs per QA pair (chosen = the correct answer)."""
     rng = random.Random(cfg.seed + 1)
-    return [reject(qa, rng, classes, size) for qa in pairs if not qa.reading.off for _ in range(cfg.rejected_per_chosen)]
+    return [reject(qa, rng, classes, sizes[qa.sample_id]) for qa in pairs if not qa.reading.off
+            for _ in range(cfg.rejected_per_chosen)]
 
 
 def reading_to_json(r: Reading) -> dict:

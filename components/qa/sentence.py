@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from components.qa.vocab import ANY_AREA, NAMES, area_words
+from components.line import Words, default_words
+from components.qa.vocab import ANY_AREA, area_words, first_name
 
 if TYPE_CHECKING:  # grammar.Answer.to_dict calls sentence(): a runtime import would be a cycle
     from components.qa.grammar import Answer, Detection
@@ -15,44 +16,49 @@ if TYPE_CHECKING:  # grammar.Answer.to_dict calls sentence(): a runtime import w
 NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
-def _name(cls: str, n: int = 1) -> str:
-    singular, plural = NAMES[cls][0] if cls in NAMES else (cls, f"{cls}s")
+def _name(cls: str, words: Words, n: int = 1) -> str:
+    singular, plural = first_name(cls, words)
     return singular if n == 1 else plural
 
 
-def _count(n: int, cls: str | None) -> str:
+def _count(n: int, cls: str | None, words: Words) -> str:
     word = NUMBERS[n] if n < len(NUMBERS) else str(n)
-    return f"{word} {_name(cls, n) if cls else ('defect' if n == 1 else 'defects')}"
+    return f"{word} {_name(cls, words, n) if cls else ('defect' if n == 1 else 'defects')}"
 
 
 def _where(area: str) -> str:
     return "" if area == ANY_AREA else f" in the {area_words(area)}"
 
 
-def _item(d: Detection, with_class: bool) -> str:
+def _item(d: Detection, with_class: bool, words: Words) -> str:
     cx, cy = d.center
-    return (f"{_name(d.cls)} " if with_class else "") + f"at ({cx}, {cy}), confidence {d.conf:.2f}"
+    return (f"{_name(d.cls, words)} " if with_class else "") + f"at ({cx}, {cy}), confidence {d.conf:.2f}"
 
 
-def scope_message(classes: tuple[str, ...] = tuple(NAMES)) -> str:
-    kinds = ", ".join(_name(c, 2) for c in classes)
+def scope_message(classes: tuple[str, ...] | None = None, words: Words | None = None) -> str:
+    """What the model answers a question that is not about defects; the classes and their words
+    default to the default line's (serving one line per process, issue 18 item 3, passes its own)."""
+    words = default_words() if words is None else words
+    kinds = ", ".join(_name(c, words, 2) for c in (tuple(words) if classes is None else classes))
     return ("I can only answer questions about defects on this board: where they are, how many there are, "
             f"whether there are any of a kind ({kinds}), or which are in an area such as the top left.")
 
 
-def sentence(answer: Answer) -> str:
-    """One sentence that says what was found, for the question the model read."""
+def sentence(answer: Answer, words: Words | None = None) -> str:
+    """One sentence that says what was found, for the question the model read, each class called
+    by the first of its words (default: the default line's)."""
+    words = default_words() if words is None else words
     if answer.out_of_scope:
-        return scope_message()
+        return scope_message(words=words)
     asked = answer.asked
     area = _where(asked.area) if asked else ""
     dets = answer.detections
     if not dets:
         named = (answer.none_class or "").split()
-        what = " or ".join(_name(c, 2 if len(named) > 1 else 1) for c in named) or "defects"
+        what = " or ".join(_name(c, words, 2 if len(named) > 1 else 1) for c in named) or "defects"
         return f"No {what} found{area}."
     kinds = {d.cls for d in dets}
     one_kind = len(kinds) == 1
-    head = _count(len(dets), next(iter(kinds)) if one_kind else None)
-    items = "; ".join(_item(d, not one_kind) for d in dets)
+    head = _count(len(dets), next(iter(kinds)) if one_kind else None, words)
+    items = "; ".join(_item(d, not one_kind, words) for d in dets)
     return f"{head[0].upper()}{head[1:]}{area}: {items}." if len(dets) > 1 else f"{head[0].upper()}{head[1:]}{area}, {items}."

@@ -1,27 +1,26 @@
-"""The words of the questions: what each class is called, the board's areas, and the words of
+"""The words of the questions: the board's areas, the training phrasings and the words of
 questions that are not about defects. One place, read by the QA generator (training
-phrasings), the tokenizer (its closed vocabulary) and the decoder (areas).
+phrasings), the tokenizer (its closed vocabulary) and the decoder (areas). What each class is
+called is the product line's (`lines/<line>.yaml` `words`, `cfg.line.words`), passed to each
+of them: a `Words` mapping, class -> [(singular, plural), ...].
 
 Areas are predicates on a box centre in board-relative coordinates (u, v in [0, 1], v down),
 so the answer to "which defects are in the top left?" is computed, never guessed.
 """
 from __future__ import annotations
 
-# Words an inspector uses for each class: (singular, plural).
-NAMES: dict[str, list[tuple[str, str]]] = {
-    "open": [("open circuit", "open circuits"), ("open", "opens"), ("break", "breaks"), ("broken trace", "broken traces"),
-             ("broken track", "broken tracks"), ("trace break", "trace breaks"), ("open trace", "open traces")],
-    "short": [("short circuit", "short circuits"), ("short", "shorts"), ("bridge", "bridges"),
-              ("solder bridge", "solder bridges"), ("shorted trace", "shorted traces"), ("copper bridge", "copper bridges")],
-    "mousebite": [("mouse bite", "mouse bites"), ("mousebite", "mousebites"), ("bite", "bites"),
-                  ("nibble", "nibbles"), ("edge nick", "edge nicks"), ("notch", "notches")],
-    "spur": [("spur", "spurs"), ("copper spur", "copper spurs"), ("protrusion", "protrusions"), ("burr", "burrs")],
-    "copper": [("spurious copper", "spurious copper spots"), ("copper splash", "copper splashes"),
-               ("stray copper", "stray copper spots"), ("copper residue", "copper residues"),
-               ("extra copper", "extra copper spots"), ("copper blob", "copper blobs")],
-    "pin-hole": [("pin-hole", "pin-holes"), ("pinhole", "pinholes"), ("pin hole", "pin holes"), ("void", "voids"),
-                 ("tiny hole", "tiny holes")],
-}
+from components.line import Words
+
+
+def own_name(cls: str) -> tuple[str, str]:
+    """(singular, plural) of a class its line gives no words: the class name itself."""
+    return cls, f"{cls}s"
+
+
+def first_name(cls: str, words: Words) -> tuple[str, str]:
+    """The name answers call a class by: the first of its line's words."""
+    return words[cls][0] if cls in words else own_name(cls)
+
 
 ANY_AREA = "any"
 # Area token -> the words that name it, composed the way people combine them ("lower-left

@@ -21,10 +21,11 @@ def _rows(vlm, samples, cfg):
     from components.model.tokenizer import plain_words
     from components.qa.generate import generate_qa
     from components.train.lm_data import region_views, sft_rows
+    from components.train.stages import image_sizes
 
-    size = (cfg.data.image_size, cfg.data.image_size)
     views = region_views(vlm, samples, vlm.meta.input_size, cfg.eval.iou)
-    pairs = [p for p in generate_qa(samples, cfg.qa, cfg.data.classes, size) if (p.sample_id, p.source) in views]
+    pairs = [p for p in generate_qa(samples, cfg.qa, cfg.data.classes, cfg.line.words, image_sizes(samples))
+             if (p.sample_id, p.source) in views]
     words = plain_words(vlm.processor.tokenizer)
     return [(p, views[(p.sample_id, p.source)], row) for p, row in
             zip(pairs, sft_rows(pairs, views, words), strict=False)]

@@ -37,14 +37,21 @@ def make_qa(samples: list[Sample], cfg: Config, out: Path) -> dict:
     if (done := finished(out)) is not None:
         return done
     out.mkdir(parents=True, exist_ok=True)
-    size = (cfg.data.image_size, cfg.data.image_size)
-    pairs = qagen.generate_qa(samples, cfg.qa, cfg.data.classes, size)
-    prefs = qagen.generate_preferences(pairs, cfg.qa, cfg.data.classes, size)
+    sizes = image_sizes(samples)
+    pairs = qagen.generate_qa(samples, cfg.qa, cfg.data.classes, cfg.line.words, sizes)
+    prefs = qagen.generate_preferences(pairs, cfg.qa, cfg.data.classes, sizes)
     _write_jsonl(out / "qa.jsonl", [qagen.qa_to_json(p) for p in pairs])
     _write_jsonl(out / "preferences.jsonl", [qagen.pref_to_json(p) for p in prefs])
     kinds = {k: sum(p.kind == k for p in pairs) for k in sorted({p.kind for p in pairs})}
     reasons = {r: sum(p.reason == r for p in prefs) for r in sorted({p.reason for p in prefs})}
     return _finish(out, {"qa_pairs": len(pairs), "preference_pairs": len(prefs), "kinds": kinds, "reasons": reasons})
+
+
+def image_sizes(samples: list[Sample]) -> qagen.Sizes:
+    """Each sample's image size (its header only): a line's images may differ in size within its range."""
+    from components.model.fuse import image_size
+
+    return {s.sample_id: image_size(s.test_path) for s in samples}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -163,8 +170,9 @@ def _warm_up(vlm, rows: list[dict], cfg: Config, out: Path, log: Log) -> dict:
     from components.train.lm_data import reading_rows
 
     t = cfg.train
-    questions = qagen.reading_questions(tuple(cfg.data.classes), cfg.qa, t.warmup_steps * t.warmup_reading_batch, t.seed)
-    return train_warmup(vlm, rows, t, log, reading_rows(questions, plain_words(vlm.processor.tokenizer)))
+    words = cfg.line.words
+    questions = qagen.reading_questions(tuple(cfg.data.classes), words, cfg.qa, t.warmup_steps * t.warmup_reading_batch, t.seed)
+    return train_warmup(vlm, rows, t, words, log, reading_rows(questions, plain_words(vlm.processor.tokenizer)))
 
 
 def run_sft(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out: Path, log: Log = None) -> dict:

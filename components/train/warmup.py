@@ -24,9 +24,10 @@ from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
 from components.config import TrainConfig
+from components.line import Words
 from components.model.tokenizer import PUNCTUATION, SCORE_TOKENS, words_of
 from components.qa.grammar import ASK
-from components.qa.vocab import AREAS, COUNT_WORDS, DEFECT_WORDS, NAMES, NON_DEFECTS
+from components.qa.vocab import AREAS, COUNT_WORDS, DEFECT_WORDS, NON_DEFECTS
 from components.train.sft import decision_mask
 
 
@@ -38,23 +39,23 @@ def text_only(rows: list[dict]) -> list[dict]:
     return [{"prompt": strip(r["prompt"]), "completion": r["completion"]} for r in rows]
 
 
-def key_words(classes: tuple[str, ...]) -> set[str]:
-    """The question words that say what is asked: class, thing and area names, count and defect
-    words. Word dropout never touches them."""
-    names = [w for pairs in NAMES.values() for pair in pairs for w in pair] + [w for pair in NON_DEFECTS for w in pair]
+def key_words(classes: tuple[str, ...], class_words: Words) -> set[str]:
+    """The question words that say what is asked: class (the line's words), thing and area names,
+    count and defect words. Word dropout never touches them."""
+    names = [w for pairs in class_words.values() for pair in pairs for w in pair] + [w for pair in NON_DEFECTS for w in pair]
     areas = [a for v in AREAS.values() for a in v]
     words = {w for text in [*classes, *names, *areas, *COUNT_WORDS, *DEFECT_WORDS] for w in words_of(text.replace("-", " "))}
     return words | set(PUNCTUATION)
 
 
-def modifiable_names(tok) -> list[list[str]]:
+def modifiable_names(tok, class_words: Words) -> list[list[str]]:
     """The tokens of class names of two or more words whose last word names one class and no
     non-defect thing ("tiny hole", "stray copper", "solder bridge"): an inspector's word in
     front of it that training never saw ("small hole") still names that class, so word dropout
     may drop the words in front. Not "broken trace" ("trace" is also a short's)."""
     named: dict[str, set[str]] = defaultdict(set)
     tokens = {}
-    for cls, pairs in [*NAMES.items(), *(("not a defect", [pair]) for pair in NON_DEFECTS)]:
+    for cls, pairs in [*class_words.items(), *(("not a defect", [pair]) for pair in NON_DEFECTS)]:
         for name in (n for pair in pairs for n in pair):
             tokens[name] = tok.tokenize(name)
             named[tokens[name][-1]].add(cls)
@@ -79,15 +80,15 @@ def _question_span(tok, r: dict, p_ids: list[int]) -> range:
     return range(start + 2, start + len(q_ids))
 
 
-def encode(processor, rows: list[dict], classes: tuple[str, ...] = ()) -> list[tuple[torch.Tensor, ...]]:
+def encode(processor, rows: list[dict], class_words: Words, classes: tuple[str, ...] = ()) -> list[tuple[torch.Tensor, ...]]:
     """(input_ids, labels, droppable) per row; labels keep only the decided tokens (see
     sft.decision_mask); droppable marks the question's words that are not key_words, and the
     words in front of a class name's last word where that word alone names the class
     (`modifiable_names`)."""
     tok = processor.tokenizer
     ask, scores = tok.convert_tokens_to_ids(ASK), tok.convert_tokens_to_ids(SCORE_TOKENS)
-    keys = set(tok.convert_tokens_to_ids(sorted(key_words(classes)))) | {tok.unk_token_id}
-    names = modifiable_names(tok)
+    keys = set(tok.convert_tokens_to_ids(sorted(key_words(classes, class_words)))) | {tok.unk_token_id}
+    names = modifiable_names(tok, class_words)
     out = []
     for r in rows:
         prompt = processor.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False)
@@ -121,14 +122,14 @@ def _batch(items: list[tuple[torch.Tensor, ...]], pad_id: int) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def train_warmup(vlm, rows: list[dict], cfg: TrainConfig, on_log: Callable[[int, dict], None] | None = None,
-                 reading: list[dict] | None = None) -> dict:
+def train_warmup(vlm, rows: list[dict], cfg: TrainConfig, class_words: Words,
+                 on_log: Callable[[int, dict], None] | None = None, reading: list[dict] | None = None) -> dict:
     """Train the language model of vlm in place on text-only rows for cfg.warmup_steps; each step
     also takes the next cfg.warmup_reading_batch of `reading` (question + reading rows), in a
-    batch of their own since they are far shorter."""
+    batch of their own since they are far shorter. class_words: the line's (never dropped)."""
     model = vlm.model
-    data = encode(vlm.processor, text_only(rows), vlm.meta.classes)
-    extra = encode(vlm.processor, text_only(reading or []), vlm.meta.classes)
+    data = encode(vlm.processor, text_only(rows), class_words, vlm.meta.classes)
+    extra = encode(vlm.processor, text_only(reading or []), class_words, vlm.meta.classes)
     params = [p for n, p in model.named_parameters() if "visual" not in n]
     opt = torch.optim.AdamW(params, lr=cfg.warmup_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.warmup_lr, total_steps=cfg.warmup_steps,

@@ -44,11 +44,16 @@ def put_sample(root: Path, drop: Path, sid: str, group: str | None = None, new_i
     return img_dir / f"{sid}_test.jpg"
 
 
-def make_cfg(workdir: Path, **data) -> Config:
+def make_cfg(workdir: Path, line: dict | None = None, **data) -> Config:
+    """The default config in workdir; `line` sets fields of its line section (sizes, reference),
+    the rest fields of its data section. An unknown name is an error, not a silent no-op."""
     cfg = Config()
     cfg.paths.workdir = str(workdir)
-    for k, v in data.items():
-        setattr(cfg.data, k, v)
+    for section, values in ((cfg.line, line or {}), (cfg.data, data)):
+        for k, v in values.items():
+            if not hasattr(section, k):
+                raise AttributeError(f"{type(section).__name__} has no field {k!r}")
+            setattr(section, k, v)
     return cfg
 
 

@@ -5,7 +5,7 @@ Real files, real DVC and GX, in tmp folders:
           files outside it, one with its annotation folder linked, and one linked board
           group: each refused by name, none of their bytes in the data area, the rest accepted
   line    a VOC drop of 200 x 200 grey crops with classes scratch, pit (`data.classes`,
-          `data.image_size`), holding an unknown class, a NaN box, a 640 px image, a linked
+          the `line` section's sizes), holding an unknown class, a NaN box, a 640 px image, a linked
           image, a linked annotation and an annotation naming an image outside the drop
 """
 from __future__ import annotations
@@ -126,7 +126,8 @@ def line(tmp_path_factory, kit):
     _voc(outside / "secret.xml", "s6.jpg", "scratch")
     _link(outside / "secret.xml", drop / "s6.xml")
     _voc(drop / "s7.xml", "../outside/other.jpg", "pit")  # names a file outside the drop
-    cfg = kit.make_cfg(tmp / "wd", classes=LINE_CLASSES, image_size=LINE_SIZE, max_bad_share=LOOSE)
+    sizes = {f"{end}_{axis}": LINE_SIZE for end in ("min", "max") for axis in ("width", "height")}
+    cfg = kit.make_cfg(tmp / "wd", line=sizes, classes=LINE_CLASSES, max_bad_share=LOOSE)
     ingest(drop, "2026-01", cfg)
     secrets = {(outside / n).read_bytes() for n in ("secret.jpg", "other.jpg")}
     return {"cfg": cfg, "res": validate_drop("2026-01", cfg), "secrets": secrets}

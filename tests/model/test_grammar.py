@@ -4,11 +4,13 @@ import pytest
 from components.config import CLASSES, QAConfig
 from components.qa.generate import generate_preferences, generate_qa
 from components.qa.grammar import Detection, GrammarError, Reading, parse, read_scan, render, resolve_scan, to_scan
+from tests.conftest import deeppcb_sizes, pcb_words
 
 
 def test_every_generated_answer_parses_back(boards):
-    pairs = generate_qa(boards, QAConfig(phrasings_per_kind=3), CLASSES)
-    prefs = generate_preferences(pairs, QAConfig(), CLASSES)
+    sizes = deeppcb_sizes(boards)
+    pairs = generate_qa(boards, QAConfig(phrasings_per_kind=3), CLASSES, pcb_words(), sizes)
+    prefs = generate_preferences(pairs, QAConfig(), CLASSES, sizes)
     assert {p.kind for p in pairs} == {"locate", "exists", "count_class", "count_total", "describe", "spatial",
                                        "spatial_class", "multi", "out_of_scope"}
     assert any(p.answer.out_of_scope for p in pairs) and any(len(p.reading.classes) == 2 for p in pairs)
@@ -22,14 +24,15 @@ def test_every_generated_answer_parses_back(boards):
 
 
 def test_generation_is_deterministic(boards):
-    a = [p.question + p.text for p in generate_qa(boards, QAConfig(seed=3), CLASSES)]
-    b = [p.question + p.text for p in generate_qa(boards, QAConfig(seed=3), CLASSES)]
+    a = [p.question + p.text for p in generate_qa(boards, QAConfig(seed=3), CLASSES, pcb_words(), deeppcb_sizes(boards))]
+    b = [p.question + p.text for p in generate_qa(boards, QAConfig(seed=3), CLASSES, pcb_words(), deeppcb_sizes(boards))]
     assert a == b
 
 
 def test_rejected_answers_are_wrong(boards):
-    pairs = generate_qa(boards, QAConfig(), CLASSES)
-    for p in generate_preferences(pairs, QAConfig(), CLASSES):
+    sizes = deeppcb_sizes(boards)
+    pairs = generate_qa(boards, QAConfig(), CLASSES, pcb_words(), sizes)
+    for p in generate_preferences(pairs, QAConfig(), CLASSES, sizes):
         assert render(p.rejected) != p.qa.text, p.reason
 
 
@@ -88,11 +91,14 @@ def test_reading_covers_class_and_area():
 def test_the_words_generation_wraps_around_questions_say_nothing_of_what_is_asked():
     """Leads and filler phrases must not use a word that names an area or a class: "right,"
     as a lead once made "top right" read as "top"."""
+    from components.line import read_line
     from components.model.tokenizer import words_of
-    from components.qa.vocab import AREAS, FILLER, FILLER_PHRASES, LEADS, NAMES
+    from components.qa.vocab import AREAS, FILLER, FILLER_PHRASES, LEADS
 
     generic = set(FILLER)  # everyday words ("of", "the", "board") that area names also use
     telling = {w for names in AREAS.values() for a in names for w in words_of(a.replace("-", " "))} - generic
-    telling |= {w for pairs in NAMES.values() for pair in pairs for n in pair for w in words_of(n)} - generic
+    names = {w for line in ("pcb", "steel") for pairs in read_line(line).line.words.values() for pair in pairs
+             for n in pair for w in words_of(n)}
+    telling |= names - generic
     inserted = {w for text in (*LEADS, *FILLER_PHRASES) for w in words_of(text)}
     assert "right" in telling and not inserted & telling, inserted & telling

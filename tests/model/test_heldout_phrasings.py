@@ -7,13 +7,14 @@ from components.data.records import Box
 from components.evaluation.questions import KINDS, all_wordings, suite
 from components.model.tokenizer import normalize, vocabulary
 from components.qa.generate import questions_for, reading_questions
-from components.qa.vocab import AREAS, FRAMES, NAMES, NON_DEFECTS, OUT_OF_SCOPE, PHRASINGS
+from components.qa.vocab import AREAS, FRAMES, NON_DEFECTS, OUT_OF_SCOPE, PHRASINGS
+from tests.conftest import pcb_words
 
 
 def _generator_wordings() -> set[str]:
     """Every question the QA generator can write (its phrasings filled in every possible way, bare
     and inside every request frame)."""
-    names = [p for pairs in NAMES.values() for p in pairs] + NON_DEFECTS
+    names = [p for pairs in pcb_words().values() for p in pairs] + NON_DEFECTS
     plurals = [p for _, p in names]
     areas = [a for v in AREAS.values() for a in v]
     out = set(OUT_OF_SCOPE)
@@ -38,9 +39,9 @@ def _generated(boards) -> set[str]:
     cfg = QAConfig()
     out = set()
     for boxes in [s.boxes for s in boards] + synthetic + [[]] * 50:
-        out.update(q for _, q, *_ in questions_for(boxes, CLASSES, rng, 3, (640, 640), cfg.out_of_scope_share,
+        out.update(q for _, q, *_ in questions_for(boxes, CLASSES, pcb_words(), rng, 3, (640, 640), cfg.out_of_scope_share,
                                                     cfg.embellish_share))
-    out.update(q for q, _ in reading_questions(CLASSES, cfg, 5000, seed=0))  # what the warm-up reads alone
+    out.update(q for q, _ in reading_questions(CLASSES, pcb_words(), cfg, 5000, seed=0))  # what the warm-up reads alone
     return out
 
 
@@ -69,7 +70,7 @@ def test_suite_asks_every_kind_deterministically():
 
 
 def test_normalize_mends_typos_and_contractions():
-    words = set(vocabulary(CLASSES, 16))
+    words = set(vocabulary(CLASSES, pcb_words(), 16))
     assert normalize("Where's the SHROT?", words) == "where is the short ?"
     assert normalize("any mousebties", words) == "any mousebites"
     assert normalize("where is the short-circuit", words) == "where is the short circuit"

@@ -38,6 +38,9 @@ def test_an_area_question_decides_only_its_area():
 def test_scan_truth_survives_the_qa_file():
     import random
 
-    for _kind, _q, _idx, _ans, reading in questions_for(BOXES, ("short", "spur", "open"), random.Random(0), 1, SIZE):
+    from tests.conftest import pcb_words
+
+    for _kind, _q, _idx, _ans, reading in questions_for(BOXES, ("short", "spur", "open"), pcb_words(), random.Random(0), 1,
+                                                        SIZE):
         qa = _pair(reading)
         assert qa_from_json(qa_to_json(qa), ("short", "spur", "open", "mousebite")).scan_truth == qa.scan_truth

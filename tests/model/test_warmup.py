@@ -5,7 +5,7 @@ import torch
 from components.qa.grammar import ASK
 from components.train.stages import new_model
 from components.train.warmup import encode, text_only, train_warmup, word_dropout
-from tests.conftest import tiny_cfg
+from tests.conftest import pcb_words, tiny_cfg
 
 ROW = {
     "images": ["unused.png"],
@@ -24,7 +24,7 @@ def test_rows_lose_the_picture_and_keep_the_text():
 
 def test_loss_covers_the_reading_and_decisions_only(tmp_path):
     vlm = new_model(tiny_cfg(tmp_path))
-    (ids, labels, _), = encode(vlm.processor, text_only([ROW]))
+    (ids, labels, _), = encode(vlm.processor, text_only([ROW]), pcb_words())
     tok = vlm.processor.tokenizer
     kept = tok.convert_ids_to_tokens(labels[labels != -100].tolist())
     assert kept == ["spur", "[-]", "list", "any", "[YES]", "[NO]"]
@@ -35,7 +35,7 @@ def test_word_dropout_hides_only_words_that_do_not_say_what_is_asked(tmp_path):
     vlm = new_model(tiny_cfg(tmp_path))
     row = {**ROW, "prompt": [{"role": "user", "content": [
         {"type": "text", "text": "question : hey can you tell me how many spurs are in the top left ?"}]}]}
-    (ids, _, droppable), = encode(vlm.processor, [row], tuple(vlm.meta.classes))
+    (ids, _, droppable), = encode(vlm.processor, [row], pcb_words(), tuple(vlm.meta.classes))
     tok = vlm.processor.tokenizer
     assert tok.convert_ids_to_tokens(ids[droppable].tolist()) == ["hey", "can", "you", "tell", "me", "are", "in"]
     dropped = word_dropout(ids, droppable, 1.0, tok.unk_token_id, torch.Generator().manual_seed(0))
@@ -49,7 +49,7 @@ def test_word_dropout_may_hide_the_words_in_front_of_a_class_naming_noun(tmp_pat
     vlm = new_model(tiny_cfg(tmp_path))
     row = {**ROW, "prompt": [{"role": "user", "content": [
         {"type": "text", "text": "question : any tiny holes or broken traces in the top left ?"}]}]}
-    (ids, _, droppable), = encode(vlm.processor, [row], tuple(vlm.meta.classes))
+    (ids, _, droppable), = encode(vlm.processor, [row], pcb_words(), tuple(vlm.meta.classes))
     tok = vlm.processor.tokenizer
     assert tok.convert_ids_to_tokens(ids[droppable].tolist()) == ["any", "tiny", "or", "in"]
 
@@ -58,7 +58,7 @@ def test_warmup_trains_the_language_model_not_the_vision_tower(tmp_path):
     cfg = tiny_cfg(tmp_path)
     vlm = new_model(cfg)
     before = {n: p.detach().clone() for n, p in vlm.model.named_parameters()}
-    figures = train_warmup(vlm, [ROW] * 4, cfg.train)
+    figures = train_warmup(vlm, [ROW] * 4, cfg.train, cfg.line.words)
     after = dict(vlm.model.named_parameters())
     changed = {n for n in before if not torch.equal(before[n], after[n])}
     assert any("language_model.layers" in n for n in changed)
@@ -75,15 +75,15 @@ def test_reading_rows_teach_the_reading_alone_and_train_with_the_rows(tmp_path):
 
     cfg = tiny_cfg(tmp_path)
     vlm = new_model(cfg)
-    questions = reading_questions(tuple(vlm.meta.classes), QAConfig(), 40, seed=0)
-    assert questions == reading_questions(tuple(vlm.meta.classes), QAConfig(), 40, seed=0)  # deterministic
+    questions = reading_questions(tuple(vlm.meta.classes), cfg.line.words, QAConfig(), 40, seed=0)
+    assert questions == reading_questions(tuple(vlm.meta.classes), cfg.line.words, QAConfig(), 40, seed=0)  # deterministic
     assert len({q for q, _ in questions}) > 30 and any(r.area != "any" for _, r in questions)
     assert any(r.off for _, r in questions) and any(r.count for _, r in questions)
     rows = reading_rows(questions)
     tok = vlm.processor.tokenizer
-    for (q, reading), (_, labels, _) in zip(questions, encode(vlm.processor, text_only(rows)), strict=True):
+    for (q, reading), (_, labels, _) in zip(questions, encode(vlm.processor, text_only(rows), cfg.line.words), strict=True):
         assert tok.convert_ids_to_tokens(labels[labels != -100].tolist()) == reading.tokens(), q
     before = {n: p.detach().clone() for n, p in vlm.model.named_parameters()}
-    figures = train_warmup(vlm, [ROW] * 4, cfg.train, reading=rows)
+    figures = train_warmup(vlm, [ROW] * 4, cfg.train, cfg.line.words, reading=rows)
     assert figures["warmup_reading_rows"] == len(rows)
     assert any(not torch.equal(before[n], p) for n, p in vlm.model.named_parameters() if "language_model" in n)

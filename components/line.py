@@ -1,0 +1,222 @@
+"""A product line, declared in one file: `lines/<name>.yaml`.
+
+A line file says what one product's drops and questions look like: its defect vocabulary
+with the words inspectors use for each class, the image sizes a drop may hold, whether a
+board comes with a defect-free reference (template), its gate thresholds where they differ
+from the config's gate section, and the name its model is registered under. `read_line`
+checks the file strictly (an unknown, missing or mistyped field is refused, naming the file
+and the field); `components/config.py` puts it into the typed config: the line's own values
+become the `line` section (`LineConfig`), its classes `data.classes`, its model name
+`registered_model`, its thresholds `gate.*`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+LINES_DIR = REPO / "lines"
+DEFAULT_LINE = "pcb"
+"""The line every command uses unless given `--line`: today's DeepPCB boards."""
+REFERENCE_MODES = ("required", "optional", "none")
+"""required: every board comes with its template; optional: a drop may carry templates (a
+DeepPCB drop pairs every board with one, a VOC/COCO drop has none); none: the line has no
+reference images."""
+APPLIED = ("registered_model", "gate")
+"""Fields of a line file that set keys outside the `line` section (see LineFile)."""
+OPTIONAL = ("gate",)
+"""Fields a line file may leave out (no gate field: the config's gate section as it is)."""
+THRESHOLD = ("min_", "max_")
+"""A line's gate field sets thresholds only (gate.min_* / gate.max_*): how a candidate is
+compared with its champion (margins, bootstrap) is the platform's, the same for every line."""
+FILE_ONLY = ("line.name", "line.words")
+"""Keys only a line file sets (a name is its file's, words need their structure), never
+params.yaml or --set."""
+
+Words = dict[str, tuple[tuple[str, str], ...]]
+"""Per class, in class order, the (singular, plural) names inspectors use for it."""
+
+
+class LineError(ValueError):
+    """A line file that cannot be used; the message names the file and the field."""
+
+
+def help_meta(text: str) -> dict[str, str]:
+    """A field's metadata: its one- or two-sentence help (`config.describe`, `defectqa config show`)."""
+    return {"help": text}
+
+
+def default_words() -> Words:
+    """The default line's words (lines/pcb.yaml): the one place they are written."""
+    return dict(_read_default().line.words)
+
+
+@dataclass
+class LineConfig:
+    """The line's own values, the config's `line` section. Scalars default to the pcb line's
+    (lines/pcb.yaml states them again; a test keeps the two equal), its words are read from it."""
+    name: str = field(default=DEFAULT_LINE, metadata=help_meta(
+        "The product line (`--line`): its file is lines/<name>.yaml, which sets this section, data.classes, "
+        "registered_model and the gate thresholds it lists."))
+    reference: str = field(default="optional", metadata=help_meta(
+        "Whether a board comes with a defect-free template: required (validation quarantines a board without "
+        "one), optional (DeepPCB drops pair each board with one, VOC/COCO drops have none) or none."))
+    min_width: int = field(default=640, metadata=help_meta(
+        "Smallest accepted image width, in pixels: validation quarantines narrower images (the model input size "
+        "is model.input_size, whatever the image's)."))
+    max_width: int = field(default=640, metadata=help_meta(
+        "Largest accepted image width, in pixels: validation quarantines wider images."))
+    min_height: int = field(default=640, metadata=help_meta(
+        "Smallest accepted image height, in pixels: validation quarantines shorter images."))
+    max_height: int = field(default=640, metadata=help_meta(
+        "Largest accepted image height, in pixels: validation quarantines taller images."))
+    words: Words = field(default_factory=default_words, metadata=help_meta(
+        "Per class, the [singular, plural] names inspectors use (the line file's `words`, whose order is "
+        "data.classes'): QA questions, the tokenizer's vocabulary and question normalisation use them."))
+
+
+@dataclass(frozen=True)
+class LineFile:
+    """A line file as read: its `line` section and what it sets elsewhere in the config."""
+    path: Path
+    line: LineConfig
+    registered_model: str
+    """The MLflow registered model name (`defect-vlm-<name>`; pcb keeps `defect-vlm`)."""
+    gate: dict[str, Any]
+    """Gate thresholds that differ from the config's gate section (`gate.<key>` -> value)."""
+
+    @property
+    def where(self) -> str:
+        """How messages name the file."""
+        return _shown(self.path)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """data.classes: the vocabulary, in the order the file lists it (DeepPCB type k is the k-th)."""
+        return tuple(self.line.words)
+
+
+def line_path(line: str | Path) -> Path:
+    """The file of a line: a name (`steel` -> lines/steel.yaml) or a path to a .yaml file."""
+    text = str(line)
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        return Path(text)
+    return LINES_DIR / f"{text}.yaml"
+
+
+def known_lines() -> list[str]:
+    return sorted(p.stem for p in LINES_DIR.glob("*.yaml"))
+
+
+def read_line(line: str | Path) -> LineFile:
+    """Read and check a line file; LineError names the file and the field on anything wrong."""
+    path = line_path(line)
+    where = _shown(path)
+    if not path.is_file():
+        raise LineError(f"no line {str(line)!r}: {where} does not exist (lines: {', '.join(known_lines())})")
+    raw = _mapping(path, where)
+    own = {f.name: _scalar(raw, f.name, f.default, where) for f in dataclasses.fields(LineConfig) if f.name != "words"}
+    parsed = LineConfig(**own, words=_words(raw["words"], where))
+    check(parsed, where)
+    if parsed.name != path.stem:
+        raise LineError(f"{where}: field 'name': {parsed.name!r} is not the file's name {path.stem!r} "
+                        "(a line's file is lines/<name>.yaml)")
+    gate = raw.get("gate") or {}
+    if not isinstance(gate, dict):
+        raise LineError(f"{where}: field 'gate': expected a mapping of gate thresholds to values, got {gate!r}")
+    for key in gate:
+        if not str(key).startswith(THRESHOLD):
+            raise LineError(f"{where}: field 'gate.{key}': not a threshold (a line sets gate.min_* / gate.max_* only)")
+    return LineFile(path, parsed, _scalar(raw, "registered_model", "", where), dict(gate))
+
+
+def file_key(key: str) -> str | None:
+    """The line-file field a config key comes from (`data.classes` -> `words`), None for a key
+    no line file sets. params.yaml holds none of these; dvc.yaml reads them from the line file."""
+    section, _, name = key.partition(".")
+    if section == "line":
+        return name
+    if key == "data.classes":
+        return "words"  # the classes are the words' keys, in order
+    if key == "registered_model" or (section == "gate" and name.startswith(THRESHOLD)):
+        return key
+    return None
+
+
+def check(line: LineConfig, where: str) -> None:
+    """What the line's values must satisfy wherever they come from (its file, params.yaml, --set)."""
+    if line.reference not in REFERENCE_MODES:
+        raise LineError(f"{where}: field 'reference': {line.reference!r} is not one of {', '.join(REFERENCE_MODES)}")
+    for axis in ("width", "height"):
+        lo, hi = getattr(line, f"min_{axis}"), getattr(line, f"max_{axis}")
+        if lo < 1:
+            raise LineError(f"{where}: field 'min_{axis}': {lo} px; an image is at least 1 px")
+        if lo > hi:
+            raise LineError(f"{where}: field 'min_{axis}': {lo} px is above max_{axis} {hi} px")
+
+
+@functools.cache
+def _read_default() -> LineFile:
+    """Read once per process: Config() takes the default line's words from it."""
+    return read_line(DEFAULT_LINE)
+
+
+def _shown(path: Path) -> str:
+    """How messages name a line file: repo-relative when it is one of the repo's."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
+
+
+def _mapping(path: Path, where: str) -> dict:
+    """The file's top-level mapping, its field names checked: none unknown, none missing."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise LineError(f"{where}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise LineError(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
+    fields = [f.name for f in dataclasses.fields(LineConfig)] + list(APPLIED)
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        raise LineError(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(fields)})")
+    missing = [k for k in fields if k not in raw and k not in OPTIONAL]
+    if missing:
+        raise LineError(f"{where}: missing field {missing[0]!r}")
+    return raw
+
+
+def _scalar(raw: dict, key: str, example: Any, where: str) -> Any:
+    """raw[key], of the type of `example` (a non-empty str, or an int that is no bool)."""
+    value = raw[key]
+    kind = type(example)
+    if not isinstance(value, kind) or isinstance(value, bool) or (kind is str and not value.strip()):
+        wanted = "a non-empty text" if kind is str else "a whole number"
+        raise LineError(f"{where}: field {key!r}: expected {wanted}, got {value!r}")
+    return value
+
+
+def _words(raw: Any, where: str) -> Words:
+    """The `words` field: class -> non-empty list of [singular, plural] pairs, at least one class."""
+    if not isinstance(raw, dict) or not raw:
+        raise LineError(f"{where}: field 'words': the vocabulary is empty or not a mapping: list each class "
+                        f"with the [singular, plural] words inspectors use for it, got {raw!r}")
+    out: Words = {}
+    for cls, pairs in raw.items():
+        key = f"words.{cls}"
+        if not isinstance(cls, str) or not cls.strip():
+            raise LineError(f"{where}: field {key!r}: a class name must be a non-empty text")
+        if not isinstance(pairs, list) or not pairs:
+            raise LineError(f"{where}: field {key!r}: no words: give at least one [singular, plural] pair, got {pairs!r}")
+        out[cls] = tuple(_pair(p, f"{key}[{i}]", where) for i, p in enumerate(pairs))
+    return out
+
+
+def _pair(pair: Any, key: str, where: str) -> tuple[str, str]:
+    if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(w, str) and w.strip() for w in pair)):
+        raise LineError(f"{where}: field {key!r}: expected [singular, plural] (two non-empty texts), got {pair!r}")
+    return pair[0], pair[1]
