@@ -28,6 +28,7 @@ import components
 import mlflow
 from components.config import Config
 from components.evaluation.columns import headline
+from components.line import LINES_DIR
 from components.registry import pyfunc, tracking
 from components.registry.gate import Verdict
 
@@ -169,7 +170,8 @@ def log_pyfunc(cfg: Config, run_id: str, model_dir: str | Path):
             None, name="model", flavor=mlflow.pyfunc, run_id=run_id, flavor_name="pyfunc.CustomPythonModel",
             python_model=pyfunc.DefectQAModel(),
             artifacts={pyfunc.ARTIFACT_KEY: str(Path(model_dir).resolve())},
-            code_paths=[str(Path(components.__file__).parent)],  # the served model imports components.*
+            # The served model imports components.*, whose config reads the line files (lines/).
+            code_paths=[str(Path(components.__file__).parent), str(LINES_DIR)],
             pip_requirements=_pip_requirements(), signature=SIGNATURE,
         )
 
