@@ -214,6 +214,9 @@ class TrainConfig:
     warmup_reading_batch: int = field(default=16, metadata=_help(
         "Per warm-up step, also this many freshly generated questions with their reading alone (no regions: "
         "short rows), so the reading learns from far more wordings than the QA pairs hold (0 = none)."))
+    warmup_length_groups: int = field(default=8, metadata=_help(
+        "The warm-up draws this many batches' rows at once and batches them by length, so a batch pads "
+        "little (random batches were ~40 % padding, computed for nothing); 1 = plain random batches."))
     warmup_word_dropout: float = field(default=0.1, metadata=_help(
         "Chance (0-1), per question word that does not say what is asked (train/warmup.key_words), that the "
         "warm-up shows it as [UNK], so words training never saw do not change the reading."))

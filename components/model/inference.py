@@ -17,6 +17,7 @@ the MLflow pyfunc and the web service.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +162,7 @@ class Inspector:
         """
         inputs = self._inputs(pictures, texts)
         guard = self._guard(inputs, regions, sizes)
-        scan = _Scan(self.vlm.model, inputs)
+        scan = _Scan(self.vlm.model, inputs, one_picture=all(p is pictures[0] for p in pictures))
         written: list[list[int]] = [[] for _ in pictures]
         logprobs: list[list[float]] = [[] for _ in pictures]
         queued: list[list[int]] = []  # one token per row for each position not fed yet
@@ -209,8 +210,11 @@ class _Scan:
     model's stored `rope_deltas`.
     """
 
-    def __init__(self, model, inputs):
+    def __init__(self, model, inputs, one_picture: bool = False):
         self.model, self.inputs = model, inputs
+        # Every row shows the same picture (several questions about one board): encode it once
+        # instead of once per row (the vision tower was ~45 % of a 12-question batch).
+        self.one_picture = one_picture and "mm_encoder_outputs" in inspect.signature(model.forward).parameters
         self.cache = None
         self.mask = inputs["attention_mask"]
         self.seen = self.mask.sum(-1)  # real tokens per row
@@ -230,8 +234,7 @@ class _Scan:
             rope, self.delta = self.model.model.get_rope_index(
                 ids, kinds, image_grid_thw=self.inputs["image_grid_thw"], attention_mask=mask)
             text = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-            extra = {"pixel_values": self.inputs["pixel_values"], "image_grid_thw": self.inputs["image_grid_thw"],
-                     "mm_token_type_ids": kinds}
+            extra = {**self._pictures(rows), "image_grid_thw": self.inputs["image_grid_thw"], "mm_token_type_ids": kinds}
         else:
             ids = new.contiguous()
             mask = torch.cat([self.mask, ones], dim=1)
@@ -243,3 +246,13 @@ class _Scan:
         self.cache, self.mask = out.cache, mask
         self.seen = self.seen + new.shape[1]
         return out.logits[:, -1].float()
+
+    def _pictures(self, rows: int) -> dict:
+        """The prefill's picture input: the pixels, or (one_picture) the first row's encoding repeated."""
+        pixels, grid = self.inputs["pixel_values"], self.inputs["image_grid_thw"]
+        if not self.one_picture:
+            return {"pixel_values": pixels}
+        enc = self.model.model.get_image_features(pixels[: int(grid[0].prod())], grid[:1], return_dict=True)
+        enc.pooler_output = tuple(enc.pooler_output) * rows
+        enc.deepstack_features = [tuple(f) * rows for f in enc.deepstack_features or []]
+        return {"mm_encoder_outputs": {"image": enc}}

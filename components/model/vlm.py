@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.model.patch_embed import as_matmul
 from components.model.spatial_head import SpatialHead
 
 META_FILE = "defectqa.json"
@@ -66,6 +67,7 @@ class DefectVLM(nn.Module):
     def __init__(self, model, processor, meta: Meta):
         super().__init__()
         self.model, self.processor, self.meta = model, processor, meta
+        as_matmul(model.model.visual)
         vis = model.config.vision_config
         self.head = SpatialHead(vis.hidden_size, len(meta.classes), meta.head_channels)
         self.refiner = None

@@ -122,6 +122,17 @@ def _batch(items: list[tuple[torch.Tensor, ...]], pad_id: int) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def length_batches(n_rows: int, lengths: list[int], batch: int, groups: int, rng: random.Random):
+    """Endless batches of row indices: draw `groups` batches' worth of rows at random, sort them by
+    length, cut them into batches, yield those in random order; again."""
+    size = min(batch, n_rows)
+    while True:
+        pool = sorted(rng.sample(range(n_rows), min(size * groups, n_rows)), key=lambda i: lengths[i])
+        chunks = [pool[k:k + size] for k in range(0, len(pool) - size + 1, size)]
+        rng.shuffle(chunks)
+        yield from chunks
+
+
 def train_warmup(vlm, rows: list[dict], cfg: TrainConfig, class_words: Words,
                  on_log: Callable[[int, dict], None] | None = None, reading: list[dict] | None = None) -> dict:
     """Train the language model of vlm in place on text-only rows for cfg.warmup_steps; each step
@@ -144,8 +155,9 @@ def train_warmup(vlm, rows: list[dict], cfg: TrainConfig, class_words: Words,
     model.train()
     start, losses = time.time(), []
     n_extra = cfg.warmup_reading_batch if extra else 0
+    order = length_batches(len(data), [len(ids) for ids, *_ in data], cfg.warmup_batch, cfg.warmup_length_groups, rng)
     for step in (bar := tqdm(range(1, cfg.warmup_steps + 1), desc="language warm-up", unit="step")):
-        loss = model(**_batch(dropped(rng.sample(data, min(cfg.warmup_batch, len(data)))), tok.pad_token_id)).loss
+        loss = model(**_batch(dropped([data[i] for i in next(order)]), tok.pad_token_id)).loss
         if n_extra:
             chunk = [extra[(step * n_extra + k) % len(extra)] for k in range(n_extra)]
             loss = loss + model(**_batch(dropped(chunk), tok.pad_token_id)).loss

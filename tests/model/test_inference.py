@@ -83,6 +83,20 @@ def test_mixed_questions_in_one_batch_answer_like_single_asks(tiny_model, boards
         inspector.ask_batch(pairs, questions[:2])
 
 
+def test_many_questions_about_one_board_encode_it_once_and_answer_like_single_asks(tiny_model, boards):
+    inspector = Inspector.load(tiny_model.model("quantize"), quantize=False)
+    visual, calls = inspector.vlm.model.model.visual, []
+    hook = visual.register_forward_hook(lambda mod, args, out: calls.append(len(args[0])))
+    try:
+        many = inspector.ask_many(boards[0].test_path, boards[0].template_path, QUESTIONS)
+    finally:
+        hook.remove()
+    single = [inspector.ask(boards[0].test_path, q, boards[0].template_path) for q in QUESTIONS]
+    assert [r.raw for r in many] == [r.raw for r in single]
+    # the spatial branch once, the language model's prefill once: both one picture's patches
+    assert calls == [calls[0]] * 2
+
+
 def test_empty_question_is_refused(tiny_model, boards):
     inspector = Inspector.load(tiny_model.model("quantize"))
     with pytest.raises(ValueError, match="empty"):

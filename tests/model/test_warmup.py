@@ -4,7 +4,7 @@ import torch
 
 from components.qa.grammar import ASK
 from components.train.stages import new_model
-from components.train.warmup import encode, text_only, train_warmup, word_dropout
+from components.train.warmup import encode, length_batches, text_only, train_warmup, word_dropout
 from tests.conftest import pcb_words, tiny_cfg
 
 ROW = {
@@ -87,3 +87,23 @@ def test_reading_rows_teach_the_reading_alone_and_train_with_the_rows(tmp_path):
     figures = train_warmup(vlm, [ROW] * 4, cfg.train, cfg.line.words, reading=rows)
     assert figures["warmup_reading_rows"] == len(rows)
     assert any(not torch.equal(before[n], p) for n, p in vlm.model.named_parameters() if "language_model" in n)
+
+
+def test_length_batches_pad_less_and_draw_every_row_at_random():
+    import random
+
+    lengths = [random.Random(i).randrange(10, 100) for i in range(400)]
+
+    def padded(groups):
+        it = length_batches(len(lengths), lengths, 16, groups, random.Random(0))
+        batches = [next(it) for _ in range(100)]
+        assert all(len(b) == 16 and len(set(b)) == 16 for b in batches)
+        return batches, sum(16 * max(lengths[i] for i in b) for b in batches)
+
+    plain, plain_pad = padded(1)
+    grouped, grouped_pad = padded(8)
+    assert grouped_pad < 0.8 * plain_pad
+    assert len({i for b in grouped for i in b}) > 300  # not stuck on the short rows
+    assert grouped == padded(8)[0]  # deterministic in the seed
+    tiny = length_batches(5, [3, 1, 2, 5, 4], 16, 8, random.Random(0))
+    assert sorted(next(tiny)) == [0, 1, 2, 3, 4]  # fewer rows than a batch: all of them
