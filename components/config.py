@@ -254,8 +254,8 @@ class TrainConfig:
         "template, each with its template alone as a negative, so no-template mode works too."))
     refine_views: int = field(default=1, metadata=_help(
         "Refiner training: dihedral copies of each training board the spatial branch proposes on."))
-    refine_epochs: int = field(default=4, metadata=_help(
-        "Passes of the refiner training over its collected examples."))
+    refine_epochs: int = field(default=3, metadata=_help(
+        "Passes of the refiner training over its collected examples (benchmarks/refiner_epochs.py measures the choice)."))
     refine_batch: int = field(default=128, metadata=_help(
         "Refiner examples (candidate crops) per step; fewer examples than one batch leave the refiner as "
         "initialised."))
