@@ -41,34 +41,43 @@ class PathsConfig:
     tracking_uri: str = field(default="", metadata=_help(
         "MLflow tracking URI of the runs and the model registry; empty = $MLFLOW_TRACKING_URI, else "
         "sqlite:///<workdir>/mlflow.db."))
+    line: str = field(default=DEFAULT_LINE, metadata=_help(
+        "The product line whose data area, drops and run folders these are: set from the line (`--line`), not "
+        "by hand. The pcb line's live in the workdir itself, another line's under <workdir>/lines/<line>/."))
 
     @property
     def root(self) -> Path:
         return Path(self.workdir).resolve()
 
     @property
+    def area(self) -> Path:
+        """The line's own folder: its months never mix with another line's (MLflow, Prefect and the
+        DVC remote are shared; each line's data area is a DVC repo of its own)."""
+        return self.root if self.line == DEFAULT_LINE else self.root / "lines" / self.line
+
+    @property
     def data_dir(self) -> Path:
-        return self.root / "data"
+        return self.area / "data"
 
     @property
     def dataset_version_file(self) -> Path:
         """Holds the current dataset version; rewritten whenever a month is accepted (a DVC dep)."""
-        return self.root / DATASET_VERSION_FILE
+        return self.area / DATASET_VERSION_FILE
 
     @property
     def incoming_dir(self) -> Path:
         """Where each month's drop arrives, one sub-folder per month (`incoming/2026-03/`)."""
-        return self.root / "incoming"
+        return self.area / "incoming"
 
     @property
     def runs_dir(self) -> Path:
         """The flow's run folders, one per dataset version and training config (pipeline.run_key)."""
-        return self.root / "runs"
+        return self.area / "runs"
 
     @property
     def pipeline_dir(self) -> Path:
         """The one run folder `defectqa stage NAME` (and so `dvc repro`) works in."""
-        return self.root / "pipeline"
+        return self.area / "pipeline"
 
     def mlflow_uri(self) -> str:
         return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
@@ -85,6 +94,9 @@ class DataConfig:
     drift_tolerance: float = field(default=0.15, metadata=_help(
         "Largest change (0-1, absolute) of a class's share of boxes vs the previous accepted month before the "
         "drift report flags it; a warning, never a stop."))
+    class_map: tuple[str, ...] = field(default=(), metadata=_help(
+        "Renames at ingest, comma-separated old=new (e.g. Scratch=scratches; `--map` on retrain and ingest): a "
+        "VOC/COCO label old is read as the line's class new. Labels neither renamed nor a class are quarantined."))
     holdout_groups: tuple[str, ...] = field(default=("group92000",), metadata=_help(
         "Board groups never trained on (comma-separated): the held-out evaluation set the gate judges."))
     calib_groups: tuple[str, ...] = field(default=("group77000",), metadata=_help(
@@ -93,6 +105,9 @@ class DataConfig:
     holdout_share: float = field(default=0.2, metadata=_help(
         "For drops whose groups are not listed above: share (0-1) of groups held out for evaluation, chosen by a "
         "stable hash of the group name."))
+    calib_share: float = field(default=0.1, metadata=_help(
+        "When none of calib_groups is among the accepted boards (another line's drops): share (0-1) of the "
+        "unlisted groups that calibrate confidences instead, by the same hash (after holdout_share's)."))
 
 
 @dataclass
@@ -216,7 +231,7 @@ class TrainConfig:
         "short rows), so the reading learns from far more wordings than the QA pairs hold (0 = none)."))
     warmup_length_groups: int = field(default=8, metadata=_help(
         "The warm-up draws this many batches' rows at once and batches them by length, so a batch pads "
-        "little (random batches were ~40 % padding, computed for nothing); 1 = plain random batches."))
+        "little (padding is computed for nothing; random batches pad far more); 1 = plain random batches."))
     warmup_word_dropout: float = field(default=0.1, metadata=_help(
         "Chance (0-1), per question word that does not say what is asked (train/warmup.key_words), that the "
         "warm-up shows it as [UNK], so words training never saw do not change the reading."))
@@ -496,6 +511,7 @@ def apply(cfg: Config, key: str, raw: Any) -> None:
 def apply_line(cfg: Config, line: LineFile) -> None:
     """Set the line file's values on cfg: its section, its classes, its model name, its gate thresholds."""
     cfg.line = line.line
+    cfg.paths.line = line.line.name
     cfg.data.classes = line.classes
     cfg.registered_model = line.registered_model
     for key, value in line.gate.items():
@@ -528,6 +544,14 @@ def load(params_file: str | Path | None = "params.yaml", overrides: list[str] | 
         apply(cfg, k.strip(), v.strip())
     check_line(cfg.line, f"line {cfg.line.name} (after params.yaml and --set)")
     return cfg
+
+
+def other_lines(cfg: Config, params_file: str | Path | None, overrides: list[str] | None) -> dict[str, Config]:
+    """The config of every other line in lines/ (same params.yaml and overrides): what a service
+    that follows champions also answers for."""
+    from components.line import known_lines
+
+    return {name: load(params_file, overrides, name) for name in known_lines() if name != cfg.line.name}
 
 
 def dumps(cfg: Config) -> str:

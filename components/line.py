@@ -32,7 +32,7 @@ OPTIONAL = ("gate",)
 THRESHOLD = ("min_", "max_")
 """A line's gate field sets thresholds only (gate.min_* / gate.max_*): how a candidate is
 compared with its champion (margins, bootstrap) is the platform's, the same for every line."""
-FILE_ONLY = ("line.name", "line.words")
+FILE_ONLY = ("line.name", "line.words", "paths.line")
 """Keys only a line file sets (a name is its file's, words need their structure), never
 params.yaml or --set."""
 

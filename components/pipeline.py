@@ -22,7 +22,7 @@ from components.line import DEFAULT_LINE, file_key, line_path
 
 REPO = Path(__file__).resolve().parents[1]
 
-SPLIT = ("data.holdout_groups", "data.calib_groups", "data.holdout_share")
+SPLIT = ("data.holdout_groups", "data.calib_groups", "data.holdout_share", "data.calib_share")
 """What decides which boards land in train / calib / eval (components/data/split.py)."""
 LM_BOARDS = (*SPLIT, "train.lm_split")
 """What decides the boards the language model learns on (stages.lm_samples)."""

@@ -32,8 +32,16 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override one co
 LineOpt = Annotated[str, typer.Option("--line", help="Product line: lines/<LINE>.yaml (or a path to a line file): its "
                                                     "classes and their words, image sizes, reference mode, gate "
                                                     "thresholds and registered model.")]
+MapOpt = Annotated[list[str] | None, typer.Option("--map", help="Rename a drop's class at ingest, old=new (e.g. "
+                                                                "Scratch=scratches). Repeatable; the same as --set "
+                                                                "data.class_map=old=new,...")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="models:/defect-vlm@champion (default), @challenger, "
                                                               "models:/defect-vlm/3, or a model folder.")]
+
+
+def _with_map(sets: list[str] | None, renames: list[str] | None) -> list[str]:
+    """--set values plus the --map renames as one data.class_map override."""
+    return [*(sets or []), *([f"data.class_map={','.join(renames)}"] if renames else [])]
 
 
 def _cfg(params: Path, sets: list[str] | None, line: str = DEFAULT_LINE):
@@ -69,9 +77,10 @@ def retrain(
     bundled_month: Annotated[str | None, typer.Option(help="Replay a month of the bundled DeepPCB data "
                                                            "(2026-01, 2026-02, 2026-03).")] = None,
     force: Annotated[bool, typer.Option(help="Train the month again even if a version is registered for it.")] = False,
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE, map_: MapOpt = None,
 ):
     """Run the monthly retraining flow: validate, version, train (SFT, DPO), quantize, evaluate, gate, register."""
+    set_ = _with_map(set_, map_)
     cfg = _cfg(params, set_, line)
     if bundled_month:
         from components.data.drops import materialise_drop
@@ -124,12 +133,12 @@ def deploy(
 def ingest(
     drop: Annotated[Path, typer.Argument(help="Drop folder (DeepPCB, Pascal VOC XML or COCO JSON).")],
     month: Annotated[str, typer.Option(help="Month label, YYYY-MM.")],
-    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE, map_: MapOpt = None,
 ):
     """Copy a drop into the data area and version it with DVC."""
     from components.data.ingest import DropError, ingest as run
 
-    cfg = _cfg(params, set_, line)
+    cfg = _cfg(params, _with_map(set_, map_), line)
     try:
         res = run(drop, month, cfg)
     except (DropError, FileNotFoundError, ValueError) as exc:
@@ -157,7 +166,8 @@ def validate(
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Option(help="A folder in DeepPCB layout (list file optional; unseen boards welcome).")],
+    data: Annotated[Path, typer.Option(help="A folder in DeepPCB layout (list file optional; unseen boards welcome), "
+                                            "or a Pascal VOC / COCO drop (a line without templates).")],
     model: ModelOpt = None,
     export: Annotated[Path | None, typer.Option(help="Write detections in DeepPCB result format here.")] = None,
     report: Annotated[Path, typer.Option(help="Folder for report.html and metrics.json.")] = Path(".defectqa/reports/latest"),
@@ -324,13 +334,15 @@ def serve(
     model: ModelOpt = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
-    """Serve the inspector: page at /, /v1/inspect, OpenAI-compatible /v1/chat/completions, /metrics."""
+    """Serve the inspector: page at /, /v1/inspect, OpenAI-compatible /v1/chat/completions, /metrics.
+    Following champions (no --model), it answers for every line in lines/ that has one; --line is the default."""
+    from components import config
     from components.registry.registry import RegistryError
     from components.serving.server import run
 
     cfg = _cfg(params, set_, line)
     try:
-        run(cfg, model, host, port)
+        run(cfg, model, host, port, None if model else config.other_lines(cfg, params, list(set_ or [])))
     except (RegistryError, FileNotFoundError) as exc:
         _fail(f"{exc}\n(run `defectqa retrain` first, or pick a version: `defectqa models`)")
 

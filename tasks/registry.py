@@ -26,7 +26,7 @@ def judge(metrics: dict, cfg: Config, candidate_eval: str, champion_eval: str | 
     """The gate verdict as a dict, published as Prefect artifacts; with a champion, the paired
     comparison of the two evaluation folders' per-board sums (same boards)."""
     comparison = None if champion_eval is None else gate.compare(candidate_eval, champion_eval, cfg.gate)
-    verdict = gate.judge(metrics, cfg.gate, comparison)
+    verdict = gate.judge(metrics, cfg.gate, comparison, cfg.line.reference)
     create_markdown_artifact(key="gate-verdict", markdown=f"## Gate: {'PASS' if verdict.passed else 'FAIL'}\n\n"
                              f"{verdict.markdown()}\n\n{verdict.summary()}", description="metric gate verdict")
     return {"passed": verdict.passed, "summary": verdict.summary(), "markdown": verdict.markdown(), "verdict": verdict}

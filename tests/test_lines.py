@@ -76,6 +76,18 @@ def test_only_the_line_file_sets_its_name_and_words():
             config.load(None, [key], "steel")
 
 
+def test_each_line_keeps_its_months_in_its_own_data_area(tmp_path):
+    pcb = config.load(None, [f"paths.workdir={tmp_path}"])
+    steel = config.load(None, [f"paths.workdir={tmp_path}"], "steel")
+    assert pcb.paths.data_dir == tmp_path / "data" and pcb.paths.runs_dir == tmp_path / "runs"  # as before lines
+    area = tmp_path / "lines" / "steel"
+    assert (steel.paths.data_dir, steel.paths.incoming_dir, steel.paths.runs_dir, steel.paths.pipeline_dir) == (
+        area / "data", area / "incoming", area / "runs", area / "pipeline")
+    assert steel.paths.mlflow_uri() == pcb.paths.mlflow_uri()  # one registry for every line
+    with pytest.raises(ValueError, match="paths.line is the line file's"):
+        config.load(None, ["paths.line=steel"])
+
+
 def test_values_set_after_the_file_are_checked_too():
     with pytest.raises(LineError, match="field 'min_width': 300 px is above max_width 200 px"):
         config.load(None, ["line.min_width=300"], "steel")

@@ -2,8 +2,9 @@
 
 Formats: DeepPCB layout (`<id>_test.jpg` / `<id>_temp.jpg` / `<id>.txt`), Pascal VOC
 (one .xml per image) and COCO (one annotations .json). VOC and COCO carry no
-defect-free template. Class names are mapped onto the vocabulary through
-CLASS_ALIASES; unknown names are kept as-is so validation can quarantine them.
+defect-free template. Class names are mapped onto the vocabulary through the user's
+renames (`data.class_map`, `--map old=new`), then CLASS_ALIASES; unknown names are kept as-is
+so validation can quarantine them.
 
 Annotation problems never raise here: they are collected in `Drop.errors` so that
 validation can report them per sample instead of losing the whole drop. The same holds
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,8 @@ CLASS_ALIASES: dict[str, str] = {
     "mouse-bite": "mousebite",
     "mouse bite": "mousebite",
 }
+NameOf = Callable[[str], str]
+"""A VOC/COCO label -> the name a box gets (normalise_class with the line's classes and renames)."""
 # Folder names that describe a file's role, not a board group.
 _ROLE_FOLDERS = {"annotations", "jpegimages", "images", "imgs", "labels", "xml"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -92,13 +96,30 @@ def symlinks_under(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def normalise_class(name: str, classes: tuple[str, ...]) -> str:
-    """Vocabulary name for a VOC/COCO label; unknown labels come back unchanged.
+def parse_renames(pairs: tuple[str, ...] | list[str], classes: tuple[str, ...]) -> dict[str, str]:
+    """`old=new` pairs (data.class_map) as {old label, lower case: new class}; ValueError naming the
+    pair when it is not old=new or new is not one of the classes."""
+    renames = {}
+    for pair in pairs:
+        old, sep, new = (part.strip() for part in str(pair).partition("="))
+        if not sep or not old or not new:
+            raise ValueError(f"data.class_map: {pair!r} is not old=new (e.g. Scratch=scratches)")
+        if new not in classes:
+            raise ValueError(f"data.class_map: {pair!r}: {new!r} is not a class of this line ({', '.join(classes)})")
+        renames[old.lower()] = new
+    return renames
+
+
+def normalise_class(name: str, classes: tuple[str, ...], renames: dict[str, str] | None = None) -> str:
+    """Vocabulary name for a VOC/COCO label: the user's rename (parse_renames) first, then the
+    class itself, then an alias; unknown labels come back unchanged.
 
     An alias only applies when its target is in the configured vocabulary: another
     product line may use 'pinhole' as a class name of its own.
     """
     key = str(name).strip()
+    if renames and key.lower() in renames:
+        return renames[key.lower()]
     if key.lower() in classes:
         return key.lower()
     alias = CLASS_ALIASES.get(key.lower())
@@ -119,12 +140,18 @@ def detect_format(drop_dir: str | Path) -> str:
     raise ValueError(f"{root}: no DeepPCB '*_test.jpg', VOC '*.xml' or COCO annotations json found")
 
 
-def load_drop(drop_dir: str | Path, classes: tuple[str, ...]) -> Drop:
-    """Read a drop in whichever format it is in; refused files become per-sample errors."""
+def load_drop(drop_dir: str | Path, classes: tuple[str, ...], renames: dict[str, str] | None = None) -> Drop:
+    """Read a drop in whichever format it is in; refused files become per-sample errors.
+    renames: parse_renames of the user's class map (VOC/COCO labels; DeepPCB's are type numbers)."""
     root = Path(drop_dir)
     fmt, guard = detect_format(root), Guard(root)
-    reader = {"deeppcb": _load_deeppcb, "voc": _load_voc, "coco": _load_coco}[fmt]
-    samples, errors = reader(root, classes, guard)
+    if fmt == "deeppcb":
+        samples, errors = _load_deeppcb(root, classes, guard)
+    else:
+        def name_of(label: str) -> str:
+            return normalise_class(label, classes, renames)
+
+        samples, errors = {"voc": _load_voc, "coco": _load_coco}[fmt](root, name_of, guard)
     for link in symlinks_under(root):
         if link.as_posix() not in guard.blamed:  # claimed by no sample: still refused by name
             samples.append(Sample(link.name, group_for(root / link, root), str(root / link), None))
@@ -197,7 +224,7 @@ def _find_image(name: str, near: Path, root: Path) -> Path:
     return hit if hit is not None else near / rel
 
 
-def _voc_box(obj: ET.Element, classes: tuple[str, ...]) -> Box:
+def _voc_box(obj: ET.Element, name_of: NameOf) -> Box:
     bb = obj.find("bndbox")
     if bb is None:
         raise ValueError("<object> without <bndbox>")
@@ -205,15 +232,15 @@ def _voc_box(obj: ET.Element, classes: tuple[str, ...]) -> Box:
     if None in texts:
         raise ValueError("<bndbox> lacks one of xmin/ymin/xmax/ymax")
     vals = finite([float(v) for v in texts], f"<object> {obj.findtext('name', '')!r}")
-    return Box(*vals, cls=normalise_class(obj.findtext("name", ""), classes))
+    return Box(*vals, cls=name_of(obj.findtext("name", "")))
 
 
-def _load_voc(root: Path, classes: tuple[str, ...], guard: Guard) -> tuple[list[Sample], list[str]]:
-    pairs = [_voc_sample(xml, root, classes, guard) for xml in sorted(root.rglob("*.xml"))]
+def _load_voc(root: Path, name_of: NameOf, guard: Guard) -> tuple[list[Sample], list[str]]:
+    pairs = [_voc_sample(xml, root, name_of, guard) for xml in sorted(root.rglob("*.xml"))]
     return [s for s, _ in pairs], [e for _, e in pairs]
 
 
-def _voc_sample(xml: Path, root: Path, classes: tuple[str, ...], guard: Guard) -> tuple[Sample, str]:
+def _voc_sample(xml: Path, root: Path, name_of: NameOf, guard: Guard) -> tuple[Sample, str]:
     """One VOC sample and its error; a refused annotation is not parsed, a refused image not claimed as fine."""
     image, boxes = xml.with_suffix(".jpg"), []
     err = guard.refusal(xml)
@@ -221,7 +248,7 @@ def _voc_sample(xml: Path, root: Path, classes: tuple[str, ...], guard: Guard) -
         try:
             tree = ET.parse(xml).getroot()
             image = _find_image(tree.findtext("filename") or image.name, xml.parent, root)
-            boxes = [_voc_box(o, classes) for o in tree.iter("object")]
+            boxes = [_voc_box(o, name_of) for o in tree.iter("object")]
             err = guard.refusal(image)
         except (ET.ParseError, ValueError) as exc:
             err = f"annotation does not parse: {xml.name}: {exc}"
@@ -243,16 +270,16 @@ def _coco_files(root: Path) -> list[Path]:
     return found
 
 
-def _coco_boxes(anns: list[dict], names: dict, classes: tuple[str, ...]) -> list[Box]:
+def _coco_boxes(anns: list[dict], names: dict, name_of: NameOf) -> list[Box]:
     boxes = []
     for a in anns:
         x, y, w, h = finite([float(v) for v in a["bbox"]], f"annotation id {a.get('id')}")
         name = names.get(a["category_id"], str(a["category_id"]))
-        boxes.append(Box(x, y, x + w, y + h, normalise_class(name, classes)))
+        boxes.append(Box(x, y, x + w, y + h, name_of(name)))
     return boxes
 
 
-def _load_coco(root: Path, classes: tuple[str, ...], guard: Guard) -> tuple[list[Sample], list[str]]:
+def _load_coco(root: Path, name_of: NameOf, guard: Guard) -> tuple[list[Sample], list[str]]:
     samples, errors = [], []
     for path in _coco_files(root):
         data = json.loads(path.read_text())
@@ -265,7 +292,7 @@ def _load_coco(root: Path, classes: tuple[str, ...], guard: Guard) -> tuple[list
             sample = Sample(image.stem, _record_group(image, path, root), str(image), None)
             err = guard.refusal(image)
             try:
-                sample.boxes = [] if err else _coco_boxes(by_image.get(img.get("id"), []), names, classes)
+                sample.boxes = [] if err else _coco_boxes(by_image.get(img.get("id"), []), names, name_of)
             except (KeyError, TypeError, ValueError) as exc:
                 err = f"annotation does not parse: {path.name}: bad bbox ({exc!r})"
             samples.append(sample)

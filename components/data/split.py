@@ -26,20 +26,28 @@ def group_hash_share(group: str) -> float:
     return int(hashlib.sha256(group.encode()).hexdigest()[:12], 16) / 16**12
 
 
-def split_of(group: str, cfg: Config) -> str:
-    """'eval' for holdout groups, 'calib' for calibration groups, else eval for ~holdout_share of groups by hash."""
+def split_of(group: str, cfg: Config, hashed_calib: bool = False) -> str:
+    """'eval' for holdout groups, 'calib' for calibration groups; an unlisted group by its hash:
+    eval under holdout_share, then (hashed_calib: no listed calibration group is present) calib
+    under holdout_share + calib_share, else train."""
     if group in cfg.data.holdout_groups:
         return "eval"
     if group in cfg.data.calib_groups:
         return "calib"
-    return "eval" if group_hash_share(group) < cfg.data.holdout_share else "train"
+    share = group_hash_share(group)
+    if share < cfg.data.holdout_share:
+        return "eval"
+    return "calib" if hashed_calib and share < cfg.data.holdout_share + cfg.data.calib_share else "train"
 
 
 def split_samples(samples: list[Sample], cfg: Config) -> dict[str, list[Sample]]:
-    """{'train': [...], 'calib': [...], 'eval': [...]}; each group lands in exactly one split."""
+    """{'train': [...], 'calib': [...], 'eval': [...]}; each group lands in exactly one split.
+    A line whose drops hold none of the listed calibration groups (steel's, while params.yaml
+    lists DeepPCB's) calibrates on calib_share of its groups instead of on none."""
+    hashed_calib = not {s.group for s in samples} & set(cfg.data.calib_groups)
     out: dict[str, list[Sample]] = {k: [] for k in SPLITS}
     for s in samples:
-        out[split_of(s.group, cfg)].append(s)
+        out[split_of(s.group, cfg, hashed_calib)].append(s)
     return out
 
 

@@ -48,10 +48,22 @@ def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir:
 
 
 def samples_of(data_dir: str | Path, cfg: Config) -> list[Sample]:
-    """Every board of a DeepPCB-layout folder (list file optional); clear error when empty."""
-    samples = read_deeppcb(data_dir, cfg.data.classes)
+    """Every image of an evaluation folder with its boxes: a DeepPCB layout (boards with their
+    templates), or a Pascal VOC / COCO drop (images alone, e.g. the steel line's). Clear error
+    when it holds no image, or an annotation cannot be read (naming the file)."""
+    from components.data.adapters import detect_format, load_drop, parse_renames
+
+    if not Path(data_dir).is_dir():
+        raise FileNotFoundError(f"{data_dir}: not a folder")
+    if detect_format(data_dir) == "deeppcb":
+        samples = read_deeppcb(data_dir, cfg.data.classes)
+    else:
+        drop = load_drop(data_dir, cfg.data.classes, parse_renames(cfg.data.class_map, cfg.data.classes))
+        if bad := [f"{s.sample_id}: {e}" for s, e in zip(drop.samples, drop.errors, strict=True) if e]:
+            raise ValueError(f"{data_dir}: {len(bad)} image(s) cannot be evaluated: " + "; ".join(bad[:5]))
+        samples = drop.samples
     if not samples:
-        raise ValueError(f"{data_dir}: no '<id>_test.jpg' images found (expected DeepPCB layout)")
+        raise ValueError(f"{data_dir}: no images found (expected DeepPCB '<id>_test.jpg', Pascal VOC or COCO)")
     return samples
 
 

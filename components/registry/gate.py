@@ -40,6 +40,10 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("question_read_accuracy", "min_question_read_accuracy", ">"),
 )
 GATED: tuple[str, ...] = tuple(r[0] for r in RULES)
+NEEDS_REFERENCE: tuple[str, ...] = ("template_false_alarm",)
+"""Figures measured on defect-free references: a line that has none (reference `none`, e.g.
+steel strip) cannot measure them, so its gate leaves them out (and says so), rather than failing
+every candidate on a figure no line of its kind has."""
 PAIRED: tuple[str, ...] = tuple(m for m in GATED if m not in ("latency_p95_s", "ece", "parse_failure_rate"))
 """The gated figures compared with the champion's on the same boards."""
 HIGHER_IS_BETTER: dict[str, bool] = {m: op == ">" for m, _, op in RULES}
@@ -126,11 +130,11 @@ def _describe(c: Check) -> str:
     return f"{what} ({c.detail})" if c.detail else what
 
 
-def _champion_checks(gate: GateConfig, comparison: Comparison) -> tuple[list[Check], list[str]]:
+def _champion_checks(gate: GateConfig, comparison: Comparison, skipped: tuple[str, ...] = ()) -> tuple[list[Check], list[str]]:
     """Non-inferiority per paired figure (its interval's worse end within the margin), then
     the primary figure's difference must be an improvement or zero."""
     checks, notes = [], []
-    for metric in PAIRED:
+    for metric in (m for m in PAIRED if m not in skipped):
         diff, lo, hi = comparison.get(metric, (math.nan,) * 3)
         if not math.isfinite(diff):
             notes.append(f"no paired {metric} (not measured on both models); that comparison was skipped")
@@ -154,14 +158,17 @@ def compare(candidate_eval: str, champion_eval: str, gate: GateConfig) -> Compar
                             list(PAIRED), gate.bootstrap_draws, gate.bootstrap_seed, gate.bootstrap_level)
 
 
-def judge(metrics: dict, gate: GateConfig, comparison: Comparison | None = None) -> Verdict:
+def judge(metrics: dict, gate: GateConfig, comparison: Comparison | None = None, reference: str = "optional") -> Verdict:
     """Apply the gate. `comparison`: paired.bootstrap of this candidate against the champion
-    on the same boards; with None the candidate is judged on the absolute thresholds alone."""
-    checks = [_check(m, metrics.get(m), getattr(gate, f), op) for m, f, op in RULES]
-    notes: list[str] = []
+    on the same boards; with None the candidate is judged on the absolute thresholds alone.
+    reference: the line's reference mode; `none` leaves out NEEDS_REFERENCE."""
+    skipped = NEEDS_REFERENCE if reference == "none" else ()
+    checks = [_check(m, metrics.get(m), getattr(gate, f), op) for m, f, op in RULES if m not in skipped]
+    notes: list[str] = [f"{', '.join(skipped)}: not judged, the line has no defect-free references"] if skipped else []
     if comparison:
-        more, notes = _champion_checks(gate, comparison)
+        more, paired_notes = _champion_checks(gate, comparison, skipped)
         checks += more
+        notes += paired_notes
         notes.append("latency, ECE and parse failures: absolute limits only (not compared with the champion)")
     else:
         notes.append("no champion comparison: absolute thresholds only")

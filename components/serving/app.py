@@ -1,5 +1,8 @@
 """The FastAPI app: /v1/inspect, /v1/chat/completions, /v1/models, /healthz, /metrics and the page.
 
+One service answers for several product lines (`Lines`): each line's champion is followed and
+swapped on its own; /v1/inspect picks the line by its `line` field, chat by the model name.
+
 Every refused request gets a 4xx with `{"error": {"message", "type", "code"}}` (the
 OpenAI error shape, so the official client reads it) and the server keeps serving.
 """
@@ -35,27 +38,32 @@ INSPECT_FORM = {"requestBody": {"required": True, "content": {"multipart/form-da
     "type": "object", "required": ["image", "question"],
     "properties": {"image": {"type": "string", "format": "binary", "description": "board under test"},
                    "template": {"type": "string", "format": "binary", "description": "aligned defect-free scan"},
-                   "question": {"type": "string"}}}}}}}
+                   "question": {"type": "string"},
+                   "line": {"type": "string", "description": "product line (default: the service's first)"}}}}}}}
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
-def create_app(cfg: Config, model_uri: str | None = None) -> FastAPI:
-    """The service for `model_uri` (default: follow `models:/<cfg.registered_model>@champion`)."""
+def create_app(cfg: Config, model_uri: str | None = None, other_lines: dict[str, Config] | None = None) -> FastAPI:
+    """The service for `model_uri` (default: follow `models:/<cfg.registered_model>@champion`) on
+    cfg's line, and for each of other_lines (line name -> its config) the champion of that line,
+    each followed and swapped on its own."""
     metrics = Metrics()
     holder = ModelHolder(cfg, model_uri, on_batch=metrics.batch_size.observe)
+    lines = Lines(cfg.line.name, {cfg.line.name: holder} | {
+        name: ModelHolder(line_cfg, on_batch=metrics.batch_size.observe) for name, line_cfg in (other_lines or {}).items()})
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        await run_in_threadpool(holder.start)
+        await run_in_threadpool(lines.start)
         yield
-        holder.stop()
+        lines.stop()
 
     app = FastAPI(title="DefectQA inspector", version="1", lifespan=lifespan)
-    app.state.holder, app.state.metrics, app.state.cfg = holder, metrics, cfg
+    app.state.holder, app.state.lines, app.state.metrics, app.state.cfg = holder, lines, metrics, cfg
     app.add_middleware(BodyLimit, limit=limits.body_limit(cfg.serve))
     _add_error_handlers(app)
     _add_metrics_middleware(app)
-    _add_routes(app, holder, cfg.serve)
+    _add_routes(app, lines, cfg.serve)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -231,20 +239,47 @@ def inspection(result, served: Served) -> dict:
     return body
 
 
-def _check_model_name(holder: ModelHolder, name: str) -> None:
-    served = holder.current
-    base = served.name if served else holder.follows
-    known = {base, f"{base}@champion"} | ({f"{base}/{served.version}"} if served else set())
-    if name not in known:
-        what = f"{base!r} (version {served.version})" if served else f"{base!r} (no model loaded)"
-        raise InputError(404, f"model {name!r} is not served here; this service serves {what}",
+class Lines:
+    """The product lines a service answers for: one ModelHolder per line, the first the default
+    (a request that names no line)."""
+
+    def __init__(self, default: str, holders: dict[str, ModelHolder]):
+        self.default, self.holders = default, holders
+
+    def start(self) -> None:
+        for holder in self.holders.values():
+            holder.start()
+
+    def stop(self) -> None:
+        for holder in self.holders.values():
+            holder.stop()
+
+    def of(self, line: str | None) -> ModelHolder:
+        """The holder of a line named in a request (none named: the default line's)."""
+        name = (line or "").strip() or self.default
+        if name not in self.holders:
+            raise InputError(400, f"unknown line {name!r}; this service answers for: {', '.join(self.holders)}",
+                             "unknown_line")
+        return self.holders[name]
+
+    def by_model(self, name: str) -> ModelHolder:
+        """The holder whose model a chat request names (`<name>`, `<name>@champion`, `<name>/<version>`)."""
+        served_here = []
+        for holder in self.holders.values():
+            served = holder.current
+            base = served.name if served else holder.follows
+            if name in {base, f"{base}@champion"} | ({f"{base}/{served.version}"} if served else set()):
+                return holder
+            served_here.append(f"{base!r} (version {served.version})" if served else f"{base!r} (no model loaded)")
+        raise InputError(404, f"model {name!r} is not served here; this service serves {', '.join(served_here)}",
                          "model_not_found")
 
 
 # ---------------------------------------------------------------- routes
 
-def _add_routes(app: FastAPI, holder: ModelHolder, lim: ServeConfig) -> None:
+def _add_routes(app: FastAPI, lines: Lines, lim: ServeConfig) -> None:
     metrics: Metrics = app.state.metrics
+    holder = lines.of(None)
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -256,7 +291,8 @@ def _add_routes(app: FastAPI, holder: ModelHolder, lim: ServeConfig) -> None:
         if served is None:
             return JSONResponse({"status": "no_model", "message": holder.problem, "model": None}, status_code=503)
         return {"status": "ok", "model": served.info(), "follows_champion": bool(holder.follows),
-                "reloads": holder.reloads}
+                "reloads": holder.reloads, "line": lines.default,
+                "lines": {name: (h.current.info() if h.current else None) for name, h in lines.holders.items()}}
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus():
@@ -264,34 +300,36 @@ def _add_routes(app: FastAPI, holder: ModelHolder, lim: ServeConfig) -> None:
 
     @app.get("/v1/models")
     async def models():
-        served = holder.current
-        data = [{"id": served.name, "object": "model", "created": int(served.loaded_at), "owned_by": "defectqa",
-                 "version": served.version}] if served else []
+        """One model per line that has one loaded, the default line's first."""
+        data = [{"id": s.name, "object": "model", "created": int(s.loaded_at), "owned_by": "defectqa",
+                 "version": s.version, "line": name}
+                for name, h in lines.holders.items() if (s := h.current) is not None]
         return {"object": "list", "data": data}
 
     @app.post("/v1/inspect", openapi_extra=INSPECT_FORM)
     async def inspect(request: Request):
-        """Ask about a board: multipart fields image, question and optionally template."""
+        """Ask about a board: multipart fields image, question and optionally template and line."""
         form = await _read_form(request, lim)
         try:
+            asked = lines.of(_text(form.get("line")))
             question = limits.check_question(_text(form.get("question")), lim)
             board = await _upload(form, "image", required=True)
             template = await _upload(form, "template", required=False)
         finally:
             await form.close()
-        body = await run_in_threadpool(_answer, holder, lim, question, board, template)
+        body = await run_in_threadpool(_answer, asked, lim, question, board, template)
         metrics.inference.observe(body["latency_s"])
         return body
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: chat.ChatRequest):
         """OpenAI-compatible: content parts image_url (board, optional template) + text (question)."""
-        _check_model_name(holder, req.model)
+        asked = lines.by_model(req.model)
         text, urls = chat.extract(req)
         question = limits.check_question(text, lim)
         board = limits.decode_data_url(urls[0], "board image", lim)
         template = limits.decode_data_url(urls[1], "template", lim) if len(urls) > 1 else None
-        body = await run_in_threadpool(_answer, holder, lim, question, board, template)
+        body = await run_in_threadpool(_answer, asked, lim, question, board, template)
         metrics.inference.observe(body["latency_s"])
         return chat.completion(body, body["model"]["name"], chat.content_format(req))
 

@@ -14,9 +14,11 @@ from components.config import Config
 from components.serving.app import create_app
 
 
-def run(cfg: Config, model_uri: str | None = None, host: str | None = None, port: int | None = None) -> None:
-    """Serve until interrupted. A fixed `model_uri` that cannot be loaded raises before the port opens."""
-    app = create_app(cfg, model_uri)
+def run(cfg: Config, model_uri: str | None = None, host: str | None = None, port: int | None = None,
+        other_lines: dict[str, Config] | None = None) -> None:
+    """Serve until interrupted. A fixed `model_uri` that cannot be loaded raises before the port opens.
+    other_lines: the further product lines whose champions this service also answers for."""
+    app = create_app(cfg, model_uri, other_lines)
     app.state.holder.start()  # fail here with the registry's message, not inside uvicorn's startup
     uvicorn.run(app, host=host or cfg.serve.host, port=port or cfg.serve.port, log_level="info",
                 timeout_graceful_shutdown=10)
@@ -69,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     from components.registry.registry import RegistryError
 
     try:
-        run(config.load(a.params, a.sets), a.model, a.host, a.port)
+        cfg = config.load(a.params, a.sets)
+        run(cfg, a.model, a.host, a.port, None if a.model else config.other_lines(cfg, a.params, a.sets))
     except (RegistryError, FileNotFoundError, ValueError) as exc:
         sys.exit(f"error: {exc}")
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from components.config import CLASSES
-from components.data.adapters import detect_format, load_drop, normalise_class, read_drop
+from components.data.adapters import detect_format, load_drop, normalise_class, parse_renames, read_drop
 from components.data.drops import BUNDLED_DROPS, materialise_drop
 
 
@@ -63,6 +63,24 @@ def test_voc_adapter(tmp_path, deeppcb, kit):
     assert [(b.x1, b.y1, b.x2, b.y2, b.cls) for b in s.boxes] == [
         (10, 20, 40, 50, "pin-hole"), (100, 100, 130, 140, "mousebite"), (1, 1, 9, 9, "scratch")]
     assert "does not parse" in by_id["broken"][1]
+
+
+STEEL = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
+
+
+def test_a_class_map_renames_a_drops_labels_onto_the_lines_classes(tmp_path, deeppcb, kit):
+    test, _, _ = kit.real_files(deeppcb, "00041000")
+    shutil.copyfile(test, tmp_path / "c1.jpg")
+    (tmp_path / "c1.xml").write_text(_voc_xml("c1.jpg", [("Scratch", 1, 1, 9, 9), ("pits", 2, 2, 8, 8),
+                                                          ("crazing", 3, 3, 7, 7), ("dent", 4, 4, 6, 6)]))
+    renames = parse_renames(("Scratch=scratches", " pits = pitted_surface "), STEEL)
+    (s,) = load_drop(tmp_path, STEEL, renames).samples
+    assert [b.cls for b in s.boxes] == ["scratches", "pitted_surface", "crazing", "dent"]  # dent: quarantined later
+    assert [b.cls for b in load_drop(tmp_path, STEEL).samples[0].boxes] == ["Scratch", "pits", "crazing", "dent"]
+    with pytest.raises(ValueError, match=r"'Scratch' is not old=new"):
+        parse_renames(("Scratch",), STEEL)
+    with pytest.raises(ValueError, match=r"'scratch' is not a class of this line \(crazing, "):
+        parse_renames(("Scratch=scratch",), STEEL)
 
 
 def test_coco_adapter(tmp_path, deeppcb, kit):

@@ -36,6 +36,18 @@ def test_holdout_share_extremes():
     assert len(split_samples(_samples({"a": 2, "b": 2}), cfg)["eval"]) == 4
 
 
+def test_a_line_without_the_listed_calibration_groups_calibrates_on_a_share_of_its_own():
+    cfg = Config()
+    coils = {f"coil{i:03d}": 2 for i in range(200)}
+    parts = split_groups(_samples(coils), cfg)
+    assert 0.05 < len(parts["calib"]) / 200 < 0.15 and 0.1 < len(parts["eval"]) / 200 < 0.3
+    # with a listed calibration group present, only it calibrates (the pcb line's split unchanged)
+    parts = split_groups(_samples(coils | {"group77000": 2}), cfg)
+    assert parts["calib"] == ["group77000"]
+    cfg.data.calib_share = 0.0
+    assert not split_groups(_samples(coils), cfg)["calib"]
+
+
 def _with_boxes(classes: list[str]) -> list[Sample]:
     return [Sample("s", "g", "t.jpg", None, [Box(0, 0, 1, 1, c) for c in classes])]
 

@@ -21,6 +21,15 @@ def test_failure_names_metric_and_margin():
     assert "**FAIL**" in v.markdown() and "| hallucination_rate |" in v.markdown()
 
 
+def test_a_line_without_references_is_not_judged_on_template_false_alarms():
+    no_templates = {**GOOD, "template_false_alarm": float("nan")}
+    assert not judge(no_templates, GateConfig()).passed  # a line with templates: missing fails
+    v = judge(no_templates, GateConfig(), reference="none")
+    assert v.passed and "template_false_alarm" not in {c.metric for c in v.checks}
+    assert "template_false_alarm: not judged, the line has no defect-free references" in v.summary()
+    assert not judge({**no_templates, "f1_iou33": 0.5}, GateConfig(), reference="none").passed
+
+
 def test_threshold_itself_and_missing_metric_fail():
     gate = GateConfig()
     v = judge({**GOOD, "count_exact": gate.min_count_exact, "ece": float("nan")}, gate)

@@ -386,3 +386,39 @@ def _wait(condition, timeout: float = 120) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- several product lines
+
+def test_one_service_answers_for_each_line_with_a_champion_and_swaps_each_on_its_own(store, boards, model_dir):
+    """Two lines (the tiny model stands in for both): /v1/inspect picks by `line`, chat by the
+    model's name, /v1/models lists one model per line that has one, and a promotion on one
+    line swaps that line only."""
+    from fastapi.testclient import TestClient
+
+    main, other = _with_name(store, "serve-line-a"), _with_name(store, "serve-line-b")
+    other = dataclasses.replace(other, line=dataclasses.replace(other.line, name="second"))
+    registry.promote(main, _register(main, model_dir))
+    with TestClient(create_app(main, other_lines={"second": other})) as client:
+        assert client.get("/v1/models").json()["data"][0]["line"] == main.line.name
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["serve-line-a"]
+        r = client.post("/v1/inspect", files=_files(boards[0].test_path), data={"question": QUESTION, "line": "second"})
+        assert r.status_code == 503 and "serve-line-b" in r.json()["error"]["message"]
+        r = client.post("/v1/inspect", files=_files(boards[0].test_path), data={"question": QUESTION, "line": "wafer?"})
+        assert r.status_code == 400 and "unknown line 'wafer?'" in r.json()["error"]["message"]
+
+        registry.promote(other, _register(other, model_dir))
+        registry.promote(other, _register(other, model_dir))  # v2 of line b; line a stays at v1
+        _wait(lambda: (client.get("/healthz").json()["lines"]["second"] or {}).get("version") == "2")
+        ids = {m["id"]: (m["line"], m["version"]) for m in client.get("/v1/models").json()["data"]}
+        assert ids == {"serve-line-a": (main.line.name, "1"), "serve-line-b": ("second", "2")}
+        r = client.post("/v1/inspect", files=_files(boards[0].test_path), data={"question": QUESTION, "line": "second"})
+        assert r.status_code == 200 and r.json()["model"] == {"name": "serve-line-b", "version": "2"}
+        assert client.post("/v1/inspect", files=_files(boards[0].test_path),
+                           data={"question": QUESTION}).json()["model"] == {"name": "serve-line-a", "version": "1"}
+        chat = client.post("/v1/chat/completions", json={"model": "serve-line-b", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": QUESTION},
+            {"type": "image_url", "image_url": {"url": _data_url(boards[0].test_path)}}]}]})
+        assert chat.status_code == 200 and chat.json()["model"] == "serve-line-b"
+        unknown = client.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "hi"}]})
+        assert unknown.status_code == 404 and "serve-line-a" in unknown.json()["error"]["message"]

@@ -37,6 +37,25 @@ async function checkModel() {
   }
 }
 
+// One option per product line with a model loaded (GET /v1/models); the selector shows only
+// when there is a choice, and the chosen line goes with each question.
+async function loadLines() {
+  try {
+    const r = await fetch("/v1/models");
+    const models = (await r.json()).data || [];
+    const options = models.map((m) => {
+      const o = document.createElement("option");
+      o.value = m.line;
+      o.textContent = `${m.line} (${m.id} v${m.version})`;
+      return o;
+    });
+    $("line").replaceChildren(...options);
+    $("line-row").hidden = options.length < 2;
+  } catch (e) {
+    $("line-row").hidden = true;
+  }
+}
+
 function showBoard(file) {
   const img = $("board-img");
   if (img.src) URL.revokeObjectURL(img.src);
@@ -131,6 +150,7 @@ async function ask(event) {
   form.append("image", board);
   if (template) form.append("template", template);
   form.append("question", question);
+  if (!$("line-row").hidden) form.append("line", $("line").value);
   showError("");
   $("ask").disabled = true;
   $("busy").hidden = false;
@@ -163,3 +183,4 @@ for (const b of document.querySelectorAll(".suggestion")) {
   });
 }
 checkModel();
+loadLines();
