@@ -61,7 +61,7 @@ def test_decisions_reports_each_kind(tiny_model, deeppcb_dir):
 def test_evaluate_on_a_folder_without_boards(tmp_path, tiny_model):
     result = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--model", str(tiny_model.model("quantize")),
                                  "--params", "none"])
-    assert result.exit_code == 2 and "no '<id>_test.jpg' images" in result.output
+    assert result.exit_code == 2 and "no DeepPCB '*_test.jpg', VOC '*.xml' or COCO" in result.output
 
 
 def test_params_yaml_matches_the_config_defaults():
