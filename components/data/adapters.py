@@ -159,6 +159,12 @@ def load_drop(drop_dir: str | Path, classes: tuple[str, ...], renames: dict[str,
     return Drop(fmt, root, samples, errors)
 
 
+def load_configured(drop_dir: str | Path, classes: tuple[str, ...], class_map: tuple[str, ...]) -> Drop:
+    """load_drop with the line's classes and the user's renames (data.classes, data.class_map):
+    how ingest and evaluation both read a drop."""
+    return load_drop(drop_dir, classes, parse_renames(class_map, classes))
+
+
 def read_drop(drop_dir: str | Path, classes: tuple[str, ...]) -> list[Sample]:
     """Samples of a drop in any supported format (see load_drop for the errors too)."""
     return load_drop(drop_dir, classes).samples

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from components.config import Config
 from components.data import versioning
-from components.data.adapters import Drop, Guard, load_drop, parse_renames
+from components.data.adapters import Drop, Guard, load_configured
 from components.data.records import Box, Sample, _annotation_for
 
 MANIFEST = "manifest.csv"
@@ -90,7 +90,7 @@ def _read(drop_dir: Path, cfg: Config) -> Drop:
     if not any(p.is_file() for p in drop_dir.rglob("*")):
         raise EmptyDrop(f"drop folder {drop_dir} is empty")
     try:
-        drop = load_drop(drop_dir, cfg.data.classes, parse_renames(cfg.data.class_map, cfg.data.classes))
+        drop = load_configured(drop_dir, cfg.data.classes, cfg.data.class_map)
     except ValueError as exc:
         raise DropError(f"drop folder {drop_dir}: {exc}") from exc
     if not drop.samples:

@@ -51,14 +51,14 @@ def samples_of(data_dir: str | Path, cfg: Config) -> list[Sample]:
     """Every image of an evaluation folder with its boxes: a DeepPCB layout (boards with their
     templates), or a Pascal VOC / COCO drop (images alone, e.g. the steel line's). Clear error
     when it holds no image, or an annotation cannot be read (naming the file)."""
-    from components.data.adapters import detect_format, load_drop, parse_renames
+    from components.data.adapters import detect_format, load_configured
 
     if not Path(data_dir).is_dir():
         raise FileNotFoundError(f"{data_dir}: not a folder")
     if detect_format(data_dir) == "deeppcb":
         samples = read_deeppcb(data_dir, cfg.data.classes)
     else:
-        drop = load_drop(data_dir, cfg.data.classes, parse_renames(cfg.data.class_map, cfg.data.classes))
+        drop = load_configured(data_dir, cfg.data.classes, cfg.data.class_map)
         if bad := [f"{s.sample_id}: {e}" for s, e in zip(drop.samples, drop.errors, strict=True) if e]:
             raise ValueError(f"{data_dir}: {len(bad)} image(s) cannot be evaluated: " + "; ".join(bad[:5]))
         samples = drop.samples

@@ -56,6 +56,9 @@ class Inspector:
     def __init__(self, vlm: DefectVLM):
         self.vlm = vlm
         self.tok = vlm.processor.tokenizer
+        # Whether the model takes a ready picture encoding (Qwen3-VL does), so that several
+        # questions about one board encode its picture once (_Scan one_picture).
+        self._encodes_once = "mm_encoder_outputs" in inspect.signature(vlm.model.forward).parameters
         self.words = plain_words(self.tok)
         missing = [t for t in SCAN_TOKENS if t not in self.tok.get_vocab()]
         if missing:
@@ -162,7 +165,7 @@ class Inspector:
         """
         inputs = self._inputs(pictures, texts)
         guard = self._guard(inputs, regions, sizes)
-        scan = _Scan(self.vlm.model, inputs, one_picture=all(p is pictures[0] for p in pictures))
+        scan = _Scan(self.vlm.model, inputs, one_picture=self._encodes_once and all(p is pictures[0] for p in pictures))
         written: list[list[int]] = [[] for _ in pictures]
         logprobs: list[list[float]] = [[] for _ in pictures]
         queued: list[list[int]] = []  # one token per row for each position not fed yet
@@ -214,7 +217,7 @@ class _Scan:
         self.model, self.inputs = model, inputs
         # Every row shows the same picture (several questions about one board): encode it once
         # instead of once per row (the vision tower was ~45 % of a 12-question batch).
-        self.one_picture = one_picture and "mm_encoder_outputs" in inspect.signature(model.forward).parameters
+        self.one_picture = one_picture
         self.cache = None
         self.mask = inputs["attention_mask"]
         self.seen = self.mask.sum(-1)  # real tokens per row
