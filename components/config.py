@@ -174,6 +174,9 @@ class ModelConfig:
     refine_context: float = field(default=2.0, metadata=_help(
         "The refiner's window is this many times the candidate box's longer side (24 model pixels at least, "
         "refine_max_side at most)."))
+    refine_topology: bool = field(default=True, metadata=_help(
+        "The refiner also reads, per candidate window, how the board's connected bright and dark pieces differ "
+        "in number from its template's (an open adds a piece, a short removes one; components/model/topology.py)."))
     refine_max_side: float = field(default=160.0, metadata=_help(
         "Largest side of the refiner's window, in model pixels: room for a long open and its ends."))
     refine_nms_iou: float = field(default=0.5, metadata=_help(

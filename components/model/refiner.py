@@ -24,6 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import nms, roi_align
 
+from components.model.topology import FEATURES as TOPOLOGY
+from components.model.topology import topology
+
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
@@ -33,13 +36,16 @@ class Refiner(nn.Module):
     """Crop CNN + head evidence -> logits over the classes and a last "none" column, and a box."""
 
     def __init__(self, n_classes: int, crop: int = 32, width: int = 32, context: float = 2.0,
-                 min_side: float = 24.0, max_side: float = 160.0):
+                 min_side: float = 24.0, max_side: float = 160.0, topology: bool = False):
         super().__init__()
         self.crop, self.context, self.min_side, self.max_side = crop, context, min_side, max_side
+        # With `topology`, the class also reads what the candidate does to the board's
+        # connectivity against its template (components/model/topology.py).
+        self.n_topology = len(TOPOLOGY) if topology else 0
         self.trunk = nn.Sequential(_block(3, width, 1), _block(width, 2 * width, 2), _block(2 * width, 2 * width, 1),
                                    _block(2 * width, 4 * width, 2), _block(4 * width, 4 * width, 1))
-        # + head class probabilities at the peak cell and the box's log width/height.
-        self.fc = nn.Sequential(nn.Linear(4 * width + n_classes + 2, 128), nn.ReLU(), nn.Linear(128, n_classes + 1))
+        # + head class probabilities at the peak cell, the box's log width/height (+ topology).
+        self.fc = nn.Sequential(nn.Linear(4 * width + n_classes + 2 + self.n_topology, 128), nn.ReLU(), nn.Linear(128, n_classes + 1))
         # The box needs where things are in the crop, which an average over it loses: a
         # 4x4 grid of pooled features keeps the layout (4 x 4 x 4w inputs).
         self.layout = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten())
@@ -86,19 +92,22 @@ class Refiner(nn.Module):
         rois = torch.cat([index[:, None].float(), windows], dim=1)
         return roi_align(images, rois, output_size=self.crop, spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
-    def classify(self, crops: torch.Tensor, head_probs: torch.Tensor,
-                 log_size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Crops, head class probabilities (N, K), log box size in cells (N, 2) -> class logits
-        (N, K + 1) and the box in window units (N, 4), see `to_window`."""
+    def classify(self, crops: torch.Tensor, head_probs: torch.Tensor, log_size: torch.Tensor,
+                 topo: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crops, head class probabilities (N, K), log box size in cells (N, 2) and, with
+        topology, its features (N, len(TOPOLOGY)) -> class logits (N, K + 1) and the box in
+        window units (N, 4), see `to_window`."""
         f = self.features(crops)
-        logits = self.fc(torch.cat([f.mean(dim=(2, 3)), head_probs, log_size], dim=1))
+        evidence = [f.mean(dim=(2, 3)), head_probs, log_size] + ([topo] if self.n_topology else [])
+        logits = self.fc(torch.cat(evidence, dim=1))
         return logits, self.box(torch.cat([self.layout(f), log_size], dim=1))
 
     def forward(self, images: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor, head_probs: torch.Tensor,
                 stride: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits (N, K + 1; the last column is "none") and corrected boxes (N, 4, model pixels)."""
         windows = self.windows(boxes)
-        logits, t = self.classify(self.crops(images, index, windows), head_probs, log_size(boxes, stride))
+        topo = topology(images, index, windows) if self.n_topology else None
+        logits, t = self.classify(self.crops(images, index, windows), head_probs, log_size(boxes, stride), topo)
         return logits, from_window(t, windows)
 
 

@@ -40,7 +40,8 @@ class Meta:
     """'int8' = dynamic int8 Linear layers applied at load time (the served model)."""
     dataset_version: str = ""
     refiner: dict = field(default_factory=dict)
-    """Refiner settings (floor, crop, context); empty = no refinement stage (head scores only)."""
+    """Refiner settings (floor, crop, context, topology, ...); empty = no refinement stage (head
+    scores only). Models saved before a setting existed lack it: its old behaviour applies."""
 
 
 def patchify(images: torch.Tensor, patch: int, merge: int = 2, temporal: int = 2) -> torch.Tensor:
@@ -76,7 +77,8 @@ class DefectVLM(nn.Module):
 
             # Models saved before max_side was configurable used 96.
             self.refiner = Refiner(len(meta.classes), crop=meta.refiner["crop"], context=meta.refiner["context"],
-                                   max_side=meta.refiner.get("max_side", 96.0))
+                                   max_side=meta.refiner.get("max_side", 96.0),
+                                   topology=meta.refiner.get("topology", False))
 
     @property
     def grid(self) -> int:

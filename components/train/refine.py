@@ -9,7 +9,8 @@ real one, so its class is left out; once both boxes agree, NMS keeps one). Each 
 gives a few jittered boxes (shifted, resized) that learn only the box: the head's candidates
 on long defects are short and off-centre, and the later passes see windows near the truth,
 both rarer among the head's own proposals than they are at answer time. Crops are cut once and
-reused every epoch with flips, so training takes seconds, not minutes.
+reused every epoch with flips (which leave the topology features as they are), so training
+takes seconds, not minutes.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from components.config import TrainConfig
 from components.model.refiner import Refiner, log_size, peak_probs, to_window
 from components.model.regions import greedy_pairs
 from components.model.spatial_head import decode
+from components.model.topology import topology
 from components.model.vlm import DefectVLM
 from components.train.images import FusedSet, dihedral
 
@@ -64,6 +66,8 @@ class Examples:
     """Class id, `none` (= K), or -1 for a duplicate (no class to learn)."""
     targets: torch.Tensor
     """The box to learn in window units (refiner.to_window); NaN where there is none."""
+    topology: torch.Tensor
+    """Per crop, its window's topology features (model/topology.py); (N, 0) for a refiner without."""
 
 
 def labels_for(boxes: torch.Tensor, gt: torch.Tensor, gt_cls: torch.Tensor, none: int,
@@ -118,13 +122,16 @@ def collect(vlm: DefectVLM, refiner: Refiner, data: FusedSet, floor: float, top_
             windows = refiner.windows(boxes)
             if (has := target >= 0).any():
                 goal[has] = to_window(gt[target[has]], windows[has])
+            topo = (topology(out["pictures"], index, windows) if refiner.n_topology
+                    else torch.zeros(len(boxes), 0))
             parts.append((refiner.crops(out["pictures"], index, windows).half(),
-                          peak_probs(out["heat"], index, boxes, vlm.stride), log_size(boxes, vlm.stride), labels, goal))
+                          peak_probs(out["heat"], index, boxes, vlm.stride), log_size(boxes, vlm.stride), labels, goal,
+                          topo))
     if not parts:  # an untrained head proposes nothing above the floor
         c = refiner.crop
         return Examples(torch.zeros(0, 3, c, c).half(), torch.zeros(0, n_cls), torch.zeros(0, 2),
-                        torch.zeros(0, dtype=torch.long), torch.zeros(0, 4))
-    return Examples(*(torch.cat([p[k] for p in parts]) for k in range(5)))
+                        torch.zeros(0, dtype=torch.long), torch.zeros(0, 4), torch.zeros(0, refiner.n_topology))
+    return Examples(*(torch.cat([p[k] for p in parts]) for k in range(6)))
 
 
 def _flip(crops: torch.Tensor, size: torch.Tensor, goal: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -175,7 +182,8 @@ def train_refiner(refiner: Refiner, ex: Examples, epochs: int, batch: int, lr: f
         for i in range(0, n - batch + 1, batch):
             idx = order[i:i + batch]
             crops, size, goal = _flip(ex.crops[idx].float(), ex.log_size[idx], ex.targets[idx], g)
-            logits, t = refiner.classify(crops.contiguous(memory_format=torch.channels_last), ex.head_probs[idx], size)
+            logits, t = refiner.classify(crops.contiguous(memory_format=torch.channels_last), ex.head_probs[idx], size,
+                                         ex.topology[idx])
             loss = refine_loss(logits, t, ex.labels[idx], goal, box_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()

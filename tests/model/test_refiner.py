@@ -100,7 +100,7 @@ def _toy_examples(n: int = 192) -> Examples:
     for i, k in enumerate(labels.tolist()):
         if k < NONE:
             goal[i] = to_window(torch.tensor([[4. * k, 4 * k, 4 * k + 8, 4 * k + 8]]), w)[0]
-    return Examples(crops.half(), torch.full((n, NONE), 0.5), torch.zeros(n, 2), labels, goal)
+    return Examples(crops.half(), torch.full((n, NONE), 0.5), torch.zeros(n, 2), labels, goal, torch.zeros(n, 0))
 
 
 def test_refiner_learns_and_its_weights_change():
