@@ -50,7 +50,7 @@ def suite_board_s(model: Path, data: Path, boards: int) -> float:
     tests = sorted(data.glob("group92000/92000/*_test.jpg"))[:boards]
     times = []
     for k, test in enumerate([tests[0], *tests]):
-        questions = [q.question for q in suite(test.stem, [], tuple(cfg.data.classes), cfg.eval.suite_seed)]
+        questions = [q.question for q in suite(test.stem, [], tuple(cfg.data.classes), cfg.eval.suite_seed, cfg.line)]
         start = time.perf_counter()
         inspector.ask_many(test, str(test).replace("_test.jpg", "_temp.jpg"), questions)
         if k:  # the first is a warm-up

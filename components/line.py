@@ -27,14 +27,15 @@ DeepPCB drop pairs every board with one, a VOC/COCO drop has none); none: the li
 reference images."""
 APPLIED = ("registered_model", "gate")
 """Fields of a line file that set keys outside the `line` section (see LineFile)."""
-OPTIONAL = ("gate",)
-"""Fields a line file may leave out (no gate field: the config's gate section as it is)."""
+OPTIONAL = ("gate", "heldout_words")
+"""Fields a line file may leave out (no gate field: the config's gate section as it is; no
+heldout_words: evaluation names each class by its first training words)."""
 THRESHOLD = ("min_", "max_")
 """A line's gate field sets thresholds only (gate.min_* / gate.max_*): how a candidate is
 compared with its champion (margins, bootstrap) is the platform's, the same for every line."""
-FILE_ONLY = ("line.name", "line.words", "paths.line")
-"""Keys only a line file sets (a name is its file's, words need their structure), never
-params.yaml or --set."""
+FILE_ONLY = ("line.name", "line.words", "line.heldout_words", "line.items", "paths.line")
+"""Keys only a line file sets (a name is its file's, words and items need their structure),
+never params.yaml or --set."""
 
 Words = dict[str, tuple[tuple[str, str], ...]]
 """Per class, in class order, the (singular, plural) names inspectors use for it."""
@@ -52,6 +53,16 @@ def help_meta(text: str) -> dict[str, str]:
 def default_words() -> Words:
     """The default line's words (lines/pcb.yaml): the one place they are written."""
     return dict(_read_default().line.words)
+
+
+def default_heldout_words() -> Words:
+    """The default line's held-out class names (lines/pcb.yaml `heldout_words`)."""
+    return dict(_read_default().line.heldout_words)
+
+
+def default_items() -> tuple[str, ...]:
+    """What the default line's inspectors call the thing inspected (lines/pcb.yaml `items`)."""
+    return _read_default().line.items
 
 
 @dataclass
@@ -76,6 +87,12 @@ class LineConfig:
     words: Words = field(default_factory=default_words, metadata=help_meta(
         "Per class, the [singular, plural] names inspectors use (the line file's `words`, whose order is "
         "data.classes'): QA questions, the tokenizer's vocabulary and question normalisation use them."))
+    heldout_words: Words = field(default_factory=default_heldout_words, metadata=help_meta(
+        "Per class, [singular, plural] names only evaluation asks in (components/evaluation/questions.py), "
+        "inspectors' other words and typos; a class without any is asked by its first `words` name."))
+    items: tuple[str, ...] = field(default_factory=default_items, metadata=help_meta(
+        "What inspectors call the thing inspected (pcb: board, pcb, panel): the questions the QA generator and "
+        "the held-out file write with board / pcb / panel use these instead, in this order."))
 
 
 @dataclass(frozen=True)
@@ -118,8 +135,11 @@ def read_line(line: str | Path) -> LineFile:
     if not path.is_file():
         raise LineError(f"no line {str(line)!r}: {where} does not exist (lines: {', '.join(known_lines())})")
     raw = _mapping(path, where)
-    own = {f.name: _scalar(raw, f.name, f.default, where) for f in dataclasses.fields(LineConfig) if f.name != "words"}
-    parsed = LineConfig(**own, words=_words(raw["words"], where))
+    structured = ("words", "heldout_words", "items")
+    own = {f.name: _scalar(raw, f.name, f.default, where) for f in dataclasses.fields(LineConfig) if f.name not in structured}
+    words = _words(raw["words"], where)
+    parsed = LineConfig(**own, words=words, heldout_words=_heldout(raw.get("heldout_words") or {}, words, where),
+                        items=_items(raw["items"], where))
     check(parsed, where)
     if parsed.name != path.stem:
         raise LineError(f"{where}: field 'name': {parsed.name!r} is not the file's name {path.stem!r} "
@@ -200,20 +220,40 @@ def _scalar(raw: dict, key: str, example: Any, where: str) -> Any:
     return value
 
 
-def _words(raw: Any, where: str) -> Words:
-    """The `words` field: class -> non-empty list of [singular, plural] pairs, at least one class."""
+def _words(raw: Any, where: str, name: str = "words") -> Words:
+    """The `words` field (or another of its shape): class -> non-empty list of [singular, plural]
+    pairs, at least one class."""
     if not isinstance(raw, dict) or not raw:
-        raise LineError(f"{where}: field 'words': the vocabulary is empty or not a mapping: list each class "
+        raise LineError(f"{where}: field {name!r}: the vocabulary is empty or not a mapping: list each class "
                         f"with the [singular, plural] words inspectors use for it, got {raw!r}")
     out: Words = {}
     for cls, pairs in raw.items():
-        key = f"words.{cls}"
+        key = f"{name}.{cls}"
         if not isinstance(cls, str) or not cls.strip():
             raise LineError(f"{where}: field {key!r}: a class name must be a non-empty text")
         if not isinstance(pairs, list) or not pairs:
             raise LineError(f"{where}: field {key!r}: no words: give at least one [singular, plural] pair, got {pairs!r}")
         out[cls] = tuple(_pair(p, f"{key}[{i}]", where) for i, p in enumerate(pairs))
     return out
+
+
+def _heldout(raw: Any, words: Words, where: str) -> Words:
+    """The `heldout_words` field: like `words`, for classes of `words` only."""
+    if not isinstance(raw, dict):
+        raise LineError(f"{where}: field 'heldout_words': expected a mapping of classes to [singular, plural] pairs, "
+                        f"got {raw!r}")
+    if unknown := [c for c in raw if c not in words]:
+        raise LineError(f"{where}: field 'heldout_words.{unknown[0]}': not a class of this line "
+                        f"(classes: {', '.join(words)})")
+    return _words(raw, where, "heldout_words") if raw else {}
+
+
+def _items(raw: Any, where: str) -> tuple[str, ...]:
+    """The `items` field: a non-empty list of non-empty texts."""
+    if not (isinstance(raw, list) and raw and all(isinstance(w, str) and w.strip() for w in raw)):
+        raise LineError(f"{where}: field 'items': expected a list of what inspectors call the thing inspected "
+                        f"(e.g. [board, pcb, panel]), got {raw!r}")
+    return tuple(raw)
 
 
 def _pair(pair: Any, key: str, where: str) -> tuple[str, str]:

@@ -50,17 +50,17 @@ _RUNNER = "components.train.stages"
 
 STAGES: tuple[Stage, ...] = (
     Stage("qa", "qa", (), f"{_RUNNER}.make_qa",
-          ("qa", "data.classes", "line.words", *LM_BOARDS), model=False),
+          ("qa", "data.classes", "line.words", "line.items", *LM_BOARDS), model=False),
     Stage("spatial", "spatial", (), f"{_RUNNER}.run_spatial",
-          ("model", "data.classes", "line.words", "eval.iou", *SPLIT, "train.lm_split", "train.seed", "train.threads",
+          ("model", "data.classes", "line.words", "line.items", "eval.iou", *SPLIT, "train.lm_split", "train.seed", "train.threads",
            "train.spatial_steps", "train.spatial_minutes", "train.spatial_max_epochs", "train.spatial_batch", "train.spatial_lr",
            "train.spatial_template_share", "train.spatial_no_template_share", "train.bf16",
            "train.refine_views", "train.refine_epochs", "train.refine_batch", "train.refine_lr",
            "train.refine_box_weight", "train.refine_jitter", "train.refine_jitter_shift",
            "train.refine_jitter_min_scale", "train.refine_jitter_max_scale")),
     Stage("sft", "sft", ("spatial", "qa"), f"{_RUNNER}.run_sft",
-          ("data.classes", "line.words", "model.input_size", "eval.iou", *LM_BOARDS, "train.seed", "train.threads",
-           "train.warmup_steps", "train.warmup_batch", "train.warmup_lr", "train.warmup_word_dropout",
+          ("data.classes", "line.words", "line.items", "model.input_size", "eval.iou", *LM_BOARDS, "train.seed",
+           "train.threads", "train.warmup_steps", "train.warmup_batch", "train.warmup_lr", "train.warmup_word_dropout",
            "train.warmup_length_groups",
            "train.warmup_reading_batch", "qa.out_of_scope_share", "qa.embellish_share",
            "train.sft_epochs", "train.sft_max_steps", "train.sft_batch", "train.sft_lr", "train.sft_lora",
@@ -74,7 +74,8 @@ STAGES: tuple[Stage, ...] = (
            "eval.ece_bins")),
     Stage("quantize", "int8", ("calibrate",), f"{_RUNNER}.run_quantize", ()),
     Stage("evaluate", "eval", ("quantize",), "components.evaluation.run.evaluate_model",
-          ("eval", "data.classes", *SPLIT, "serve.blur_check"), trains=False, model=False),
+          ("eval", "data.classes", "line.heldout_words", "line.items", *SPLIT, "serve.blur_check"), trains=False,
+          model=False),
 )
 
 BY_NAME = {s.name: s for s in STAGES}

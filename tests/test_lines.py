@@ -117,6 +117,10 @@ def _drop(fields: dict, key: str) -> None:
     (lambda f: f.update(gate={"min_f1_iou33": "high"}), "field 'gate.min_f1_iou33': gate.min_f1_iou33: expected float"),
     (lambda f: f.update(gate={"bootstrap_draws": 10}), "field 'gate.bootstrap_draws': not a threshold"),
     (lambda f: f.update(gate=[0.5]), "field 'gate': expected a mapping"),
+    (lambda f: _drop(f, "items"), "missing field 'items'"),
+    (lambda f: f.update(items="strip"), "field 'items': expected a list"),
+    (lambda f: f["heldout_words"].update(dent=[["dent", "dents"]]), "field 'heldout_words.dent': not a class of this line"),
+    (lambda f: f["heldout_words"].update(crazing=[["craze"]]), r"field 'heldout_words.crazing\[0\]': expected"),
 ])
 def test_a_wrong_line_file_is_refused_naming_the_file_and_field(tmp_path, change, message):
     fields = _steel()

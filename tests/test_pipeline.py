@@ -52,7 +52,7 @@ def test_dvc_yaml_is_the_declared_pipeline():
     keys = {p for p in spatial if isinstance(p, str)}
     assert {"data.holdout_groups", "data.calib_groups", "data.holdout_share", "eval.iou"} <= keys
     # What the line sets (its classes and their words) is read from its file, not params.yaml.
-    assert {"lines/pcb.yaml": ["words"]} in spatial and "data.classes" not in spatial
+    assert {"lines/pcb.yaml": ["words", "items"]} in spatial and "data.classes" not in spatial
     for name in ("sft", "dpo"):
         assert {"components/train/lm_common.py", "components/train/lm_data.py"} <= set(stages[name]["deps"])
 

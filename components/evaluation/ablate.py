@@ -180,7 +180,7 @@ def evaluate_row(row: Row, run_dir: Path, samples: list[Sample], cfg: Config, fi
     calls = VARIANTS[row.variant](inspector.vlm) if row.variant else None
     start = time.perf_counter()
     metrics, _, _ = evaluate(inspector, samples, cfg.eval, cfg.data.classes, desc=f"ablate: {row.name}",
-                          templates_as_input=row.templates_as_input)
+                          templates_as_input=row.templates_as_input, line=cfg.line)
     minutes, missing = minutes_up_to(row.stage, figures)
     out = {
         "row": row.name, "model": _model_name(row), "quantize": inspector.vlm.meta.quantize if row.quantize is None

@@ -16,13 +16,14 @@ from components.data.records import Sample
 from components.evaluation.metrics import compute_metrics
 from components.evaluation.questions import Asked, score, suite, truth_of
 from components.evaluation.robustness import evaluate_robustness
+from components.line import LineConfig
 from components.model.answers import ImageResult, jobs, reference, run_inspector
 
 
 def ask_suite(inspector, samples: Iterable[Sample], cfg: EvalConfig, classes: tuple[str, ...],
-              templates_as_input: bool = True, desc: str = "question suite") -> list[Asked]:
-    """Every board and template asked the question suite (questions.py): one batch per image,
-    its regions proposed once."""
+              templates_as_input: bool = True, desc: str = "question suite", line: LineConfig | None = None) -> list[Asked]:
+    """Every board and template asked the question suite (questions.py) in the held-out
+    wordings of `line` (default: the default line's): one batch per image, its regions proposed once."""
     from PIL import Image
 
     samples = list(samples)[: cfg.suite_max_images or None]
@@ -30,7 +31,7 @@ def ask_suite(inspector, samples: Iterable[Sample], cfg: EvalConfig, classes: tu
     for s, source, img, tmpl in tqdm(jobs(samples, True, templates_as_input), desc=desc, unit="image"):
         boxes = list(s.boxes) if source == "test" else []
         image_id = f"{s.sample_id}" if source == "test" else f"{s.sample_id}_template"
-        asks = suite(image_id, boxes, classes, cfg.suite_seed)
+        asks = suite(image_id, boxes, classes, cfg.suite_seed, line)
         with Image.open(img) as im:
             size = im.size
         for q, r in zip(asks, inspector.ask_many(img, tmpl, [q.question for q in asks]), strict=True):
@@ -49,12 +50,13 @@ def measure_latency(inspector, samples: list[Sample], cfg: EvalConfig, templates
 
 def evaluate(inspector, samples: Iterable[Sample], cfg: EvalConfig, classes: tuple[str, ...],
              desc: str = "evaluating", templates_as_input: bool = True,
-             robustness: bool = False) -> tuple[dict, list[ImageResult], list[Asked]]:
+             robustness: bool = False, line: LineConfig | None = None) -> tuple[dict, list[ImageResult], list[Asked]]:
     """(metrics dict, per-image describe-all results, the question suite's answers) for an
     Inspector over samples. The headline figures are the describe-all answers' (cfg.question);
     the question suite adds answer_f1_<kind>, count_exact_<kind>, false_none_rate, ... .
 
-    robustness=True adds metrics["robustness"] = {perturbation: headline metrics}.
+    robustness=True adds metrics["robustness"] = {perturbation: headline metrics}. `line`: whose
+    held-out words and items the suite asks in (default: the default line's).
     """
     samples = list(samples)
     results = run_inspector(inspector, samples, cfg, desc=desc, templates_as_input=templates_as_input)
@@ -62,7 +64,7 @@ def evaluate(inspector, samples: Iterable[Sample], cfg: EvalConfig, classes: tup
     metrics["seconds_per_answer_batched"] = statistics.mean(r.latency_s for r in results)
     asked: list[Asked] = []
     if cfg.question_suite:
-        asked = ask_suite(inspector, samples, cfg, classes, templates_as_input)
+        asked = ask_suite(inspector, samples, cfg, classes, templates_as_input, line=line)
         metrics.update(score(asked, cfg.iou))
     metrics.update(measure_latency(inspector, samples, cfg, templates_as_input))
     if robustness:

@@ -13,9 +13,10 @@ from functools import cache
 from pathlib import Path
 
 from components.data.records import Box
+from components.line import LineConfig
 from components.qa.generate import asked_boxes, reading_to_json
 from components.qa.grammar import Answer, Reading
-from components.qa.vocab import ANY_AREA, AREAS, QUADRANTS
+from components.qa.vocab import ANY_AREA, AREAS, QUADRANTS, first_name, for_line
 
 HELDOUT = Path(__file__).with_name("heldout_questions.yaml")
 CLASS_KINDS = ("locate", "exists", "count_class")
@@ -38,27 +39,31 @@ class SuiteQuestion:
 
 @cache
 def heldout() -> dict:
-    """The held-out wordings: {names, areas, phrasings}."""
+    """The held-out wordings: {areas, phrasings} (the class names are the line's)."""
     import yaml
 
     return yaml.safe_load(HELDOUT.read_text())
 
 
-def _names(cls: str, rng: random.Random) -> tuple[str, str]:
-    pairs = heldout()["names"].get(cls) or [[cls, f"{cls}s"]]
-    return tuple(rng.choice(pairs))
+def names_of(cls: str, line: LineConfig) -> list[tuple[str, str]]:
+    """The (singular, plural) names evaluation asks about a class in: the line's held-out ones,
+    else the first of its training words."""
+    return list(line.heldout_words.get(cls) or [first_name(cls, line.words)])
 
 
-def _ask(rng: random.Random, kind: str, reading: Reading) -> SuiteQuestion:
-    s, p = _names(reading.classes[0], rng) if reading.classes else ("", "")
-    p2 = _names(reading.classes[1], rng)[1] if len(reading.classes) > 1 else ""
+def _ask(rng: random.Random, kind: str, reading: Reading, line: LineConfig) -> SuiteQuestion:
+    s, p = rng.choice(names_of(reading.classes[0], line)) if reading.classes else ("", "")
+    p2 = rng.choice(names_of(reading.classes[1], line))[1] if len(reading.classes) > 1 else ""
     a = rng.choice(heldout()["areas"][reading.area]) if reading.area in AREAS else ""
     text = rng.choice(heldout()["phrasings"][kind]).format(s=s, p=p, p2=p2, a=a)
-    return SuiteQuestion(kind, text, reading)
+    return SuiteQuestion(kind, for_line(text, line.items), reading)
 
 
-def suite(image_id: str, boxes: list[Box], classes: tuple[str, ...], seed: int = 0) -> list[SuiteQuestion]:
-    """The questions asked about one image (boxes: its ground truth; none for a template)."""
+def suite(image_id: str, boxes: list[Box], classes: tuple[str, ...], seed: int = 0,
+          line: LineConfig | None = None) -> list[SuiteQuestion]:
+    """The questions asked about one image (boxes: its ground truth; none for a template), in
+    the held-out wordings of `line` (default: the default line's)."""
+    line = line or LineConfig()
     rng = random.Random(f"{seed}:{image_id}")
     present = sorted({b.cls for b in boxes})
     absent = [c for c in classes if c not in present]
@@ -66,39 +71,41 @@ def suite(image_id: str, boxes: list[Box], classes: tuple[str, ...], seed: int =
     for kind in CLASS_KINDS:
         for pool in (present, absent):
             if pool:
-                out.append(_ask(rng, kind, Reading((rng.choice(pool),), kind == "count_class")))
-    out.append(_ask(rng, "count_total", Reading((), True)))
-    out.append(_ask(rng, "describe", Reading()))
+                out.append(_ask(rng, kind, Reading((rng.choice(pool),), kind == "count_class"), line))
+    out.append(_ask(rng, "count_total", Reading((), True), line))
+    out.append(_ask(rng, "describe", Reading(), line))
     more = rng.choice([a for a in AREAS if a not in QUADRANTS])
-    out += [_ask(rng, "spatial", Reading((), False, area)) for area in (*QUADRANTS, more)]
+    out += [_ask(rng, "spatial", Reading((), False, area), line) for area in (*QUADRANTS, more)]
     first = rng.choice(present or list(classes))
-    out.append(_ask(rng, "multi", Reading((first, rng.choice([c for c in classes if c != first])))))
-    out.append(_ask(rng, "out_of_scope", Reading(off=True)))
+    out.append(_ask(rng, "multi", Reading((first, rng.choice([c for c in classes if c != first]))), line))
+    out.append(_ask(rng, "out_of_scope", Reading(off=True), line))
     return out
 
 
-def every_question(classes: tuple[str, ...]) -> list[SuiteQuestion]:
-    """Every question the held-out file can make, each with its reading (a second class is the
-    next one in `classes`)."""
+def every_question(classes: tuple[str, ...], line: LineConfig | None = None) -> list[SuiteQuestion]:
+    """Every question the held-out file can make in `line`'s names (default: the default
+    line's), each with its reading (a second class is the next one in `classes`)."""
+    line = line or LineConfig()
     h = heldout()
     out = []
     for kind, frames in h["phrasings"].items():
         for frame in frames:
             for cls in (classes if "{s}" in frame or "{p}" in frame else ("",)):
                 second = classes[(classes.index(cls) + 1) % len(classes)] if "{p2}" in frame else ""
-                for s, p in (h["names"].get(cls) or [["", ""]]):
-                    for _, p2 in (h["names"][second] if second else [["", ""]]):
+                for s, p in (names_of(cls, line) if cls else [("", "")]):
+                    for _, p2 in (names_of(second, line) if second else [("", "")]):
                         for area, a in ([(k, a) for k, v in h["areas"].items() for a in v] if "{a}" in frame else [("", "")]):
                             topic = tuple(c for c in (cls, second) if c)
                             reading = (Reading(off=True) if kind == "out_of_scope"
                                        else Reading(topic, kind in COUNT_KINDS, area or ANY_AREA))
-                            out.append(SuiteQuestion(kind, frame.format(s=s, p=p, p2=p2, a=a), reading))
+                            text = for_line(frame.format(s=s, p=p, p2=p2, a=a), line.items)
+                            out.append(SuiteQuestion(kind, text, reading))
     return out
 
 
-def all_wordings(classes: tuple[str, ...]) -> set[str]:
+def all_wordings(classes: tuple[str, ...], line: LineConfig | None = None) -> set[str]:
     """Every question the held-out file can make (for the no-overlap test)."""
-    return {q.question for q in every_question(classes)}
+    return {q.question for q in every_question(classes, line)}
 
 
 @dataclass

@@ -31,7 +31,7 @@ def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir:
     inspector = load_inspector(model_dir, cfg, quantize, blur_check)
     blur_check = isinstance(inspector, BlurChecked)
     metrics, results, asked = evaluate(inspector, samples, cfg.eval, cfg.data.classes, desc=f"evaluating {name}",
-                                templates_as_input=templates_as_input, robustness=robustness)
+                                templates_as_input=templates_as_input, robustness=robustness, line=cfg.line)
     # Nested (not scalar), so headline() and MLflow logging leave it out.
     metrics["settings"] = {"templates_as_input": templates_as_input, "blur_check": blur_check,
                            **({k: v for k, v in inspector.version_info.items() if k.startswith("blur_check_")}

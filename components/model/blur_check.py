@@ -97,7 +97,7 @@ class BlurChecked:
         results = []
         for p, regions in zip(answers, seen, strict=True):
             answer = filtered_answer(p.answer, consistent(p.answer.detections, regions, self.iou, self.same_class))
-            results.append(InspectResult(answer, render(answer), p.raw, p.regions, each))
+            results.append(InspectResult(answer, render(answer), p.raw, p.regions, each, message=self.inner.says(answer)))
         return results
 
 

@@ -36,7 +36,7 @@ def build_processor(cfg: Config) -> Qwen3VLProcessor:
     from transformers import Qwen3VLVideoProcessor
 
     m = cfg.model
-    tok = build_tokenizer(cfg.data.classes, cfg.line.words, m.max_regions, chat_template())
+    tok = build_tokenizer(cfg.data.classes, cfg.line.words, m.max_regions, chat_template(), cfg.line.items)
     pixels = m.input_size * m.input_size
     size = {"shortest_edge": pixels, "longest_edge": pixels}
     image_proc = Qwen2VLImageProcessor(patch_size=m.patch_size, merge_size=2, temporal_patch_size=2, size=size,

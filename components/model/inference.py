@@ -32,6 +32,7 @@ from components.model.regions import calibrate, descriptors, prompt_text, propos
 from components.model.tokenizer import plain_words
 from components.model.vlm import DefectVLM
 from components.qa.grammar import IN, NONE2, OFF, OUT, Answer, Detection, render, resolve_scan
+from components.qa.sentence import sentence
 
 SCAN_TOKENS = (IN, OUT, OFF, NONE2)
 """Tokens of the scan form (grammar.py) a model made before it does not know."""
@@ -47,9 +48,12 @@ class InspectResult:
     latency_s: float = 0.0
     decision_logprobs: list[float] = field(default_factory=list)
     """One per region: log-probability of the model's decision among the allowed ones ([YES], [NO], classes)."""
+    message: str = ""
+    """The answer as a sentence in the model's line's words (`Inspector.says`); empty: the default line's."""
 
     def to_dict(self) -> dict:
-        return {"answer_text": self.answer_text, **self.answer.to_dict(), "latency_s": round(self.latency_s, 4)}
+        out = {"answer_text": self.answer_text, **self.answer.to_dict(), "latency_s": round(self.latency_s, 4)}
+        return {**out, "message": self.message} if self.message else out
 
 
 class Inspector:
@@ -72,6 +76,11 @@ class Inspector:
     @property
     def version_info(self) -> dict:
         return {"dataset_version": self.vlm.meta.dataset_version, "quantize": self.vlm.meta.quantize}
+
+    def says(self, answer: Answer) -> str:
+        """The answer as a person reads it, classes and the thing inspected in the model's line's words."""
+        meta = self.vlm.meta
+        return sentence(answer, meta.words or None, tuple(meta.items) or None)
 
     @torch.no_grad()
     def ask(self, image: str | Path | Image.Image, question: str,
@@ -114,7 +123,7 @@ class Inspector:
         for (raw, logprobs), regs, template in zip(scans, regions, with_template, strict=True):
             calibrated = self._calibrated(regs, template)
             answer = resolve_scan(raw, calibrated, tuple(self.vlm.meta.classes))
-            results.append(InspectResult(answer, render(answer), raw, calibrated, each, logprobs))
+            results.append(InspectResult(answer, render(answer), raw, calibrated, each, logprobs, self.says(answer)))
         return results
 
     @torch.no_grad()

@@ -22,6 +22,7 @@ from components.qa.vocab import (
     FILLER,
     FILLER_PHRASES,
     FRAMES,
+    ITEM_WORDS,
     LEADS,
     NON_DEFECTS,
     OUT_OF_SCOPE,
@@ -80,10 +81,11 @@ def _mend(word: str, words: set[str]) -> str:
     return max(sorted(near), key=lambda k: fuzz.ratio(word, k)) if near else word
 
 
-def vocabulary(classes: tuple[str, ...], class_words: Words, max_regions: int, max_count: int = 64) -> list[str]:
+def vocabulary(classes: tuple[str, ...], class_words: Words, max_regions: int, max_count: int = 64,
+               items: tuple[str, ...] = ITEM_WORDS) -> list[str]:
     """The closed vocabulary: special, grammar and class tokens, and every word of the questions
-    (the line's class words, areas, phrasings, everyday requests), region and score tokens."""
-    words: set[str] = set(CHAT_WORDS) | set(classes) | set(AREA_TOKENS) | set(FILLER)
+    (the line's class words and items, areas, phrasings, everyday requests), region and score tokens."""
+    words: set[str] = set(CHAT_WORDS) | set(classes) | set(AREA_TOKENS) | set(FILLER) | set(words_of(" ".join(items)))
     for phrasings in PHRASINGS.values():
         for t in phrasings:
             words.update(words_of(t.format(s="", p="", p2="", a="")))
@@ -118,9 +120,9 @@ def plain_words(tokenizer) -> set[str] | None:
 
 
 def build_tokenizer(classes: tuple[str, ...], class_words: Words, max_regions: int,
-                    chat_template: str) -> PreTrainedTokenizerFast:
+                    chat_template: str, items: tuple[str, ...] = ITEM_WORDS) -> PreTrainedTokenizerFast:
     """A fast tokenizer over the closed vocabulary, with Qwen's special tokens and chat template."""
-    vocab = {w: i for i, w in enumerate(vocabulary(classes, class_words, max_regions))}
+    vocab = {w: i for i, w in enumerate(vocabulary(classes, class_words, max_regions, items=items))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(_PUNCT), behavior="isolated"),

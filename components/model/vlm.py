@@ -39,6 +39,11 @@ class Meta:
     quantize: str = "none"
     """'int8' = dynamic int8 Linear layers applied at load time (the served model)."""
     dataset_version: str = ""
+    words: dict = field(default_factory=dict)
+    """The line's class words (lines/<line>.yaml `words`) its answers name classes by; empty in
+    models saved before a model carried them: the default line's."""
+    items: list = field(default_factory=list)
+    """What the line calls the thing inspected (`items`); empty: the default line's."""
     refiner: dict = field(default_factory=dict)
     """Refiner settings (floor, crop, context, topology, ...); empty = no refinement stage (head
     scores only). Models saved before a setting existed lack it: its old behaviour applies."""

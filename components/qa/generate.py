@@ -17,11 +17,13 @@ from components.qa.vocab import (
     COUNT_WORDS,
     FILLER_PHRASES,
     FRAMES,
+    ITEM_WORDS,
     LEADS,
     NON_DEFECT_KINDS,
     NON_DEFECTS,
     OUT_OF_SCOPE,
     PHRASINGS,
+    for_line,
     own_name,
     reading_order,
 )
@@ -157,13 +159,15 @@ def _plain_questions(boxes, classes, words, rng, per_kind, size, out_of_scope_sh
     return out
 
 
-def reading_questions(classes: tuple[str, ...], words: Words, cfg: QAConfig, n: int, seed: int) -> list[tuple[str, Reading]]:
+def reading_questions(classes: tuple[str, ...], words: Words, cfg: QAConfig, n: int, seed: int,
+                      items: tuple[str, ...] = ITEM_WORDS) -> list[tuple[str, Reading]]:
     """n questions (each kind in turn, embellished as the QA pairs are) with what they ask, and
-    no board: for learning to read questions (train/warmup.py)."""
+    no board: for learning to read questions (train/warmup.py); the thing inspected called by
+    the line's `items`."""
     rng = random.Random(f"reading:{seed}")
     out: list[tuple[str, Reading]] = []
     while len(out) < n:
-        out += [(q, reading) for _, q, _, _, reading in
+        out += [(for_line(q, items), reading) for _, q, _, _, reading in
                 questions_for([], classes, words, rng, 1, (1, 1), cfg.out_of_scope_share, cfg.embellish_share)]
     return out[:n]
 
@@ -186,20 +190,22 @@ def scan_truth(boxes: list[Box], reading: Reading, size: tuple[int, int]) -> lis
 
 
 def generate_qa(samples: list[Sample], cfg: QAConfig, classes: tuple[str, ...], words: Words,
-                sizes: Sizes) -> list[QAPair]:
+                sizes: Sizes, items: tuple[str, ...] = ITEM_WORDS) -> list[QAPair]:
     """QA pairs for every sample and (a share of) the templates, deterministic in cfg.seed; the
-    classes are asked about in the line's words, each image judged in its own size."""
+    classes are asked about in the line's words, the thing inspected called by its `items`,
+    each image judged in its own size."""
     rng = random.Random(cfg.seed)
     pairs = []
     for s in samples:
         size = sizes[s.sample_id]
         for kind, q, idx, ans, reading in questions_for(s.boxes, classes, words, rng, cfg.phrasings_per_kind, size,
                                                         cfg.out_of_scope_share, cfg.embellish_share):
-            pairs.append(QAPair(s.sample_id, "test", kind, q, ans, idx, reading, scan_truth(s.boxes, reading, size)))
+            pairs.append(QAPair(s.sample_id, "test", kind, for_line(q, items), ans, idx, reading,
+                                scan_truth(s.boxes, reading, size)))
         if s.template_path and rng.random() < cfg.template_share:
             for kind, q, idx, ans, reading in questions_for([], classes, words, rng, 1, size, cfg.out_of_scope_share,
                                                             cfg.embellish_share):
-                pairs.append(QAPair(s.sample_id, "template", kind, q, ans, idx, reading))
+                pairs.append(QAPair(s.sample_id, "template", kind, for_line(q, items), ans, idx, reading))
     return pairs
 
 

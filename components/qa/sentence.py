@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from components.line import Words, default_words
+from components.line import Words, default_items, default_words
 from components.qa.vocab import ANY_AREA, area_words, first_name
 
 if TYPE_CHECKING:  # grammar.Answer.to_dict calls sentence(): a runtime import would be a cycle
@@ -35,21 +35,23 @@ def _item(d: Detection, with_class: bool, words: Words) -> str:
     return (f"{_name(d.cls, words)} " if with_class else "") + f"at ({cx}, {cy}), confidence {d.conf:.2f}"
 
 
-def scope_message(classes: tuple[str, ...] | None = None, words: Words | None = None) -> str:
-    """What the model answers a question that is not about defects; the classes and their words
-    default to the default line's (serving one line per process, issue 18 item 3, passes its own)."""
+def scope_message(classes: tuple[str, ...] | None = None, words: Words | None = None,
+                  items: tuple[str, ...] | None = None) -> str:
+    """What the model answers a question that is not about defects; the classes, their words and
+    what the thing inspected is called (`items`) default to the default line's."""
     words = default_words() if words is None else words
+    item = (items or default_items())[0]
     kinds = ", ".join(_name(c, words, 2) for c in (tuple(words) if classes is None else classes))
-    return ("I can only answer questions about defects on this board: where they are, how many there are, "
+    return (f"I can only answer questions about defects on this {item}: where they are, how many there are, "
             f"whether there are any of a kind ({kinds}), or which are in an area such as the top left.")
 
 
-def sentence(answer: Answer, words: Words | None = None) -> str:
+def sentence(answer: Answer, words: Words | None = None, items: tuple[str, ...] | None = None) -> str:
     """One sentence that says what was found, for the question the model read, each class called
     by the first of its words (default: the default line's)."""
     words = default_words() if words is None else words
     if answer.out_of_scope:
-        return scope_message(words=words)
+        return scope_message(words=words, items=items)
     asked = answer.asked
     area = _where(asked.area) if asked else ""
     dets = answer.detections

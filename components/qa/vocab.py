@@ -9,6 +9,8 @@ so the answer to "which defects are in the top left?" is computed, never guessed
 """
 from __future__ import annotations
 
+import re
+
 from components.line import Words
 
 
@@ -20,6 +22,25 @@ def own_name(cls: str) -> tuple[str, str]:
 def first_name(cls: str, words: Words) -> tuple[str, str]:
     """The name answers call a class by: the first of its line's words."""
     return words[cls][0] if cls in words else own_name(cls)
+
+
+# The words the phrasings below (and the held-out ones) name the inspected thing with; a line
+# whose inspectors say otherwise (`items` of lines/<line>.yaml: strip, sheet, ...) gets its own
+# words in their place, the i-th for the i-th (`for_line`).
+ITEM_WORDS = ("board", "pcb", "panel")
+_ITEM = re.compile(r"\b(" + "|".join(ITEM_WORDS) + r")\b", re.IGNORECASE)
+
+
+def for_line(text: str, items: tuple[str, ...]) -> str:
+    """`text` with board / pcb / panel said as the line's `items` (first letter's case kept)."""
+    if tuple(items) == ITEM_WORDS:
+        return text
+
+    def swap(m: re.Match) -> str:
+        word = items[ITEM_WORDS.index(m.group(0).lower()) % len(items)]
+        return word[0].upper() + word[1:] if m.group(0)[0].isupper() else word
+
+    return _ITEM.sub(swap, text)
 
 
 ANY_AREA = "any"

@@ -228,7 +228,7 @@ def inspection(result, served: Served) -> dict:
                     for d in ans.detections],
         "none_found": ans.none_found,
         "out_of_scope": ans.out_of_scope,
-        "message": sentence(ans),
+        "message": result.message or sentence(ans),
         "model": served.info(),
         "latency_s": round(result.latency_s, 4),
     }

@@ -24,7 +24,7 @@ def _rows(vlm, samples, cfg):
     from components.train.stages import image_sizes
 
     views = region_views(vlm, samples, vlm.meta.input_size, cfg.eval.iou)
-    pairs = [p for p in generate_qa(samples, cfg.qa, cfg.data.classes, cfg.line.words, image_sizes(samples))
+    pairs = [p for p in generate_qa(samples, cfg.qa, cfg.data.classes, cfg.line.words, image_sizes(samples), cfg.line.items)
              if (p.sample_id, p.source) in views]
     words = plain_words(vlm.processor.tokenizer)
     return [(p, views[(p.sample_id, p.source)], row) for p, row in

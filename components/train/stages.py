@@ -38,7 +38,7 @@ def make_qa(samples: list[Sample], cfg: Config, out: Path) -> dict:
         return done
     out.mkdir(parents=True, exist_ok=True)
     sizes = image_sizes(samples)
-    pairs = qagen.generate_qa(samples, cfg.qa, cfg.data.classes, cfg.line.words, sizes)
+    pairs = qagen.generate_qa(samples, cfg.qa, cfg.data.classes, cfg.line.words, sizes, cfg.line.items)
     prefs = qagen.generate_preferences(pairs, cfg.qa, cfg.data.classes, sizes)
     _write_jsonl(out / "qa.jsonl", [qagen.qa_to_json(p) for p in pairs])
     _write_jsonl(out / "preferences.jsonl", [qagen.pref_to_json(p) for p in prefs])
@@ -73,7 +73,8 @@ def new_model(cfg: Config, dataset_version: str = "") -> DefectVLM:
                 "topology": m.refine_topology}
                if m.refine else {})
     meta = Meta(list(cfg.data.classes), m.input_size, m.patch_size, m.max_regions, m.region_floor, m.head_channels,
-                dataset_version=dataset_version, refiner=refiner)
+                dataset_version=dataset_version, refiner=refiner,
+                words={c: [list(p) for p in pairs] for c, pairs in cfg.line.words.items()}, items=list(cfg.line.items))
     return DefectVLM(model, processor, meta)
 
 
@@ -172,7 +173,8 @@ def _warm_up(vlm, rows: list[dict], cfg: Config, out: Path, log: Log) -> dict:
 
     t = cfg.train
     words = cfg.line.words
-    questions = qagen.reading_questions(tuple(cfg.data.classes), words, cfg.qa, t.warmup_steps * t.warmup_reading_batch, t.seed)
+    questions = qagen.reading_questions(tuple(cfg.data.classes), words, cfg.qa, t.warmup_steps * t.warmup_reading_batch, t.seed,
+                                        cfg.line.items)
     return train_warmup(vlm, rows, t, words, log, reading_rows(questions, plain_words(vlm.processor.tokenizer)))
 
 

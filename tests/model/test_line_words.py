@@ -105,3 +105,35 @@ def test_the_steel_tokenizer_and_normaliser_read_steel_words():
     for p in pairs:
         ids = tok(normalize(p.question, steel))["input_ids"]
         assert tok.unk_token_id not in ids, p.question
+
+
+def test_a_line_asks_and_answers_in_its_own_words_and_items():
+    from components.evaluation.questions import all_wordings, suite
+    from components.qa.grammar import Answer, Detection
+    from components.qa.sentence import sentence
+
+    cfg = config.load(None, line="steel")
+    classes, words, line = cfg.data.classes, cfg.line.words, cfg.line
+    boards = _steel_boards(classes)
+    pairs = generate_qa(boards, PLAIN, classes, words, dict.fromkeys((b.sample_id for b in boards), STEEL_SIZE),
+                        line.items)
+    said = " ".join(p.question.lower() for p in pairs).split()
+    assert "strip" in said and not {"board", "pcb", "panel"} & set(said)
+    asked = [q.question.lower() for b in boards for q in suite(b.sample_id, b.boxes, classes, 0, line)]
+    assert any("scratch" in q or "crazed" in q for q in asked)
+    assert not any(w in q.split() for q in asked for w in ("board", "pcb", "panel", "shrot", "spurr"))
+    steel = set(vocabulary(classes, words, 16, items=line.items))
+    assert {"strip", "sheet", "surface"} <= steel
+    assert any("strip" in q.split() for q in all_wordings(classes, line))
+    off = sentence(Answer(out_of_scope=True), words, line.items)
+    assert "on this strip" in off and "scratches" in off
+    found = sentence(Answer([Detection("rolled-in_scale", (1, 2, 30, 40), 0.8)]), words, line.items)
+    assert found.startswith("One rolled-in scale, at (16, 21)")
+
+
+def test_the_pcb_line_items_change_no_pcb_question():
+    from components.qa.vocab import ITEM_WORDS, for_line
+
+    assert config.load(None).line.items == ITEM_WORDS
+    assert for_line("Is this Board ok? the pcb", ("strip", "sheet")) == "Is this Strip ok? the sheet"
+    assert for_line("Is this Board ok?", ITEM_WORDS) == "Is this Board ok?"
