@@ -7,14 +7,14 @@ from components.data.records import Box
 from components.evaluation.questions import KINDS, all_wordings, suite
 from components.model.tokenizer import normalize, vocabulary
 from components.qa.generate import questions_for, reading_questions
-from components.qa.vocab import AREAS, FRAMES, NON_DEFECTS, OUT_OF_SCOPE, PHRASINGS
+from components.qa.vocab import AREAS, FRAMES, ITEM_WORDS, NON_DEFECTS, OUT_OF_SCOPE, PHRASINGS, for_line
 from tests.conftest import pcb_words
 
 
-def _generator_wordings() -> set[str]:
+def _generator_wordings(words=None, items=ITEM_WORDS) -> set[str]:
     """Every question the QA generator can write (its phrasings filled in every possible way, bare
-    and inside every request frame)."""
-    names = [p for pairs in pcb_words().values() for p in pairs] + NON_DEFECTS
+    and inside every request frame), in a line's words and items (default: pcb's)."""
+    names = [p for pairs in (words or pcb_words()).values() for p in pairs] + NON_DEFECTS
     plurals = [p for _, p in names]
     areas = [a for v in AREAS.values() for a in v]
     out = set(OUT_OF_SCOPE)
@@ -24,7 +24,8 @@ def _generator_wordings() -> set[str]:
                                                    plurals if "{p2}" in frame else [""],
                                                    areas if "{a}" in frame else [""]):
                 out.add(frame.format(s=s, p=p, p2=p2, a=a))
-    return out | {f.format(q=q[0].lower() + q[1:]) for f in FRAMES for q in out}
+    out |= {f.format(q=q[0].lower() + q[1:]) for f in FRAMES for q in out}
+    return {for_line(q, items) for q in out}
 
 
 def _key(q: str) -> str:
@@ -50,6 +51,18 @@ def test_no_heldout_wording_is_one_the_generator_writes(boards):
     heldout = {_key(q) for q in all_wordings(CLASSES)}
     assert len(heldout) > 500 and len(generated) > 5000
     assert not heldout & generated, sorted(heldout & generated)[:5]
+
+
+def test_no_heldout_wording_of_another_line_is_one_its_generator_writes():
+    from components import config
+
+    cfg = config.load(None, line="steel")
+    classes, line = cfg.data.classes, cfg.line
+    generated = _generator_wordings(line.words, line.items)
+    generated |= {q for q, _ in reading_questions(classes, line.words, QAConfig(), 5000, 0, line.items)}
+    heldout = {_key(q) for q in all_wordings(classes, line)}
+    assert len(heldout) > 500 and "strip" in " ".join(heldout)
+    assert not heldout & {_key(q) for q in generated}, sorted(heldout & {_key(q) for q in generated})[:5]
 
 
 def test_the_generator_writes_its_phrasings_or_embellishes_them(boards):
