@@ -318,6 +318,7 @@ def models(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: L
     if not rows:
         typer.echo(f"no versions of {cfg.registered_model} yet: run `defectqa retrain`")
         return
+    typer.echo(f"{cfg.registered_model} (line {cfg.line.name}):")
     typer.echo(f"{'version':>7}  {'aliases':<22} {'created':<20} {'dataset':<14} f1     halluc  rmse_px gate")
     for r in rows:
         m = r.get("metrics", {})

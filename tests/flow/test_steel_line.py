@@ -112,6 +112,7 @@ def test_a_voc_drop_of_steel_crops_goes_through_the_monthly_flow(steel):
     assert [v["version"] for v in registry.list_versions(cfg)] == ["1"]
     models = _cli(work, "models")
     assert models.returncode == 0 and "challenger" in models.stdout, models.stderr[-2000:]
+    assert "defect-vlm-steel (line steel):" in models.stdout
 
 
 def test_evaluate_exports_class_named_results_and_ask_reads_a_steel_question(steel):
