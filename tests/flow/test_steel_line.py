@@ -135,3 +135,10 @@ def test_evaluate_exports_class_named_results_and_ask_reads_a_steel_question(ste
     assert ask.returncode == 0, ask.stderr[-3000:]
     answer = json.loads(ask.stdout[ask.stdout.index("{"):])
     assert all(d["class"] == "scratches" for d in answer["defects"])
+    said = answer["message"].lower()
+    assert "scratch" in said and "board" not in said, said  # the steel model's own words
+    off = _cli(work, "ask", str(image), "What is the weather?", "--model", model)
+    assert off.returncode == 0, off.stderr[-3000:]
+    message = json.loads(off.stdout[off.stdout.index("{"):])["message"]
+    if "I can only answer" in message:  # the tiny model may or may not decline it
+        assert "on this strip" in message and "rolled-in scales" in message
