@@ -44,6 +44,11 @@ class FixedAnswers:
     def ask_many(self, image, template, questions):
         return [self._answer(self.plain) for _ in questions]
 
+    def says(self, answer):
+        from components.qa.sentence import sentence
+
+        return sentence(answer)
+
     def regions_batch(self, boards):
         self.seen.append(("regions", boards))
         return [list(self.soft) for _ in boards]
