@@ -149,9 +149,9 @@ def _pip_requirements() -> list[str]:
     # Every distribution the loading and answering path imports (components.* on that path, checked
     # by tests/registry/test_registry_pyfunc.py): torchvision for the refiner and box matching,
     # rapidfuzz for the question normaliser, tokenizers for the word-level tokenizer, pyyaml for
-    # config and question files, peft for a LoRA-trained checkpoint.
+    # config and question files, peft for a LoRA-trained checkpoint, scipy for the refiner's topology.
     for dist in ("mlflow", "torch", "torchvision", "transformers", "tokenizers", "peft", "numpy", "pillow", "pandas",
-                 "pyyaml", "rapidfuzz"):
+                 "pyyaml", "rapidfuzz", "scipy"):
         try:
             out.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
