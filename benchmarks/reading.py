@@ -32,7 +32,8 @@ def main() -> None:
     cfg = load(None)
     held_out = split_samples(samples_of(args.data, cfg), cfg)["eval"][: args.boards]
     inspector = Inspector.load(args.model)
-    rows = read_every(inspector, [(s.test_path, s.template_path) for s in held_out], every_question(tuple(cfg.data.classes), cfg.line))
+    pairs = [(s.test_path, s.template_path) for s in held_out]
+    rows = read_every(inspector, pairs, every_question(tuple(cfg.data.classes), cfg.line))
     if args.out:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     summarize(rows, args.top)

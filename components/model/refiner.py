@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import nms, roi_align
 
-from components.model.topology import FEATURES as TOPOLOGY
-from components.model.topology import topology
+from components.model.topology import FEATURES as TOPOLOGY, topology
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -45,7 +44,8 @@ class Refiner(nn.Module):
         self.trunk = nn.Sequential(_block(3, width, 1), _block(width, 2 * width, 2), _block(2 * width, 2 * width, 1),
                                    _block(2 * width, 4 * width, 2), _block(4 * width, 4 * width, 1))
         # + head class probabilities at the peak cell, the box's log width/height (+ topology).
-        self.fc = nn.Sequential(nn.Linear(4 * width + n_classes + 2 + self.n_topology, 128), nn.ReLU(), nn.Linear(128, n_classes + 1))
+        n_in = 4 * width + n_classes + 2 + self.n_topology
+        self.fc = nn.Sequential(nn.Linear(n_in, 128), nn.ReLU(), nn.Linear(128, n_classes + 1))
         # The box needs where things are in the crop, which an average over it loses: a
         # 4x4 grid of pooled features keeps the layout (4 x 4 x 4w inputs).
         self.layout = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten())

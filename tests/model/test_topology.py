@@ -1,13 +1,13 @@
 """Topology features: what a defect does to the number of connected pieces, against the template."""
 import numpy as np
 import torch
+from PIL import Image
 
 from components.model.fuse import fuse
 from components.model.refiner import Refiner, recheck
 from components.model.topology import FEATURES, topology
 from components.model.vlm import normalise
 from components.train.refine import Examples, train_refiner
-from PIL import Image
 
 SIZE = 96
 WINDOW = torch.tensor([[16., 16, 80, 80]])
