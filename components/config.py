@@ -238,6 +238,9 @@ class TrainConfig:
     warmup_word_dropout: float = field(default=0.1, metadata=_help(
         "Chance (0-1), per question word that does not say what is asked (train/warmup.key_words), that the "
         "warm-up shows it as [UNK], so words training never saw do not change the reading."))
+    warmup_off_topic_word_dropout: float = field(default=0.4, metadata=_help(
+        "The same chance for a question that holds no key word at all (no class, thing, area, count or defect "
+        "word: an everyday request), so a request of words training never saw still reads as not about defects."))
     sft_epochs: float = field(default=1.0, metadata=_help(
         "Passes over the SFT rows; the steps are epochs x rows / sft_batch, at most sft_max_steps."))
     sft_max_steps: int = field(default=150, metadata=_help(

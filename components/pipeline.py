@@ -62,6 +62,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("sft", "sft", ("spatial", "qa"), f"{_RUNNER}.run_sft",
           ("data.classes", "line.words", "line.items", "model.input_size", "eval.iou", *LM_BOARDS, "train.seed",
            "train.threads", "train.warmup_steps", "train.warmup_batch", "train.warmup_lr", "train.warmup_word_dropout",
+           "train.warmup_off_topic_word_dropout",
            "train.warmup_length_groups",
            "train.warmup_reading_batch", "qa.out_of_scope_share", "qa.embellish_share",
            "train.sft_epochs", "train.sft_max_steps", "train.sft_batch", "train.sft_lr", "train.sft_lora",

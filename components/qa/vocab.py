@@ -77,6 +77,16 @@ OUT_OF_SCOPE: list[str] = [
     "What is the serial number of this board?", "Can you order more boards?", "Hello!", "What is your name?",
     "Write me a poem.", "How many employees work here?", "Is it going to rain?", "Who is the operator?",
     "What is two plus two?", "Where is the cafeteria?", "When is the next shift?",
+    # Requests and chit-chat of a working day: what the model declines must be the whole range of
+    # what is no question about defects, not a list it could learn by heart.
+    "Send an email to the quality team.", "Remind me to call the supplier.", "Play some music.",
+    "Order lunch for the team.", "Print the shift report.", "Call my supervisor.",
+    "What day of the week is it?", "How far is the airport?", "Where can I park?",
+    "What is the wifi password?", "Open the door please.", "Turn on the lights.",
+    "How do I fill in my timesheet?", "Schedule a call with maintenance.", "Can you help me with my homework?",
+    "Who won the game last night?", "Is the canteen open?", "What should I eat tonight?",
+    "Reserve a parking space for me.", "How many holidays do I have left?", "What is the stock price?",
+    "Find my badge.", "When does my shift end?", "Can you recommend a good film?",
 ]
 
 # Things on or around a board that are not defects: out-of-scope questions ask about them in the

@@ -27,7 +27,7 @@ from components.config import TrainConfig
 from components.line import Words
 from components.model.tokenizer import PUNCTUATION, SCORE_TOKENS, words_of
 from components.qa.grammar import ASK
-from components.qa.vocab import AREAS, COUNT_WORDS, DEFECT_WORDS, NON_DEFECTS
+from components.qa.vocab import AREAS, COUNT_WORDS, DEFECT_WORDS, NON_DEFECTS, OUT_OF_SCOPE
 from components.train.sft import decision_mask
 
 
@@ -81,13 +81,17 @@ def _question_span(tok, r: dict, p_ids: list[int]) -> range:
 
 
 def encode(processor, rows: list[dict], class_words: Words, classes: tuple[str, ...] = ()) -> list[tuple[torch.Tensor, ...]]:
-    """(input_ids, labels, droppable) per row; labels keep only the decided tokens (see
-    sft.decision_mask); droppable marks the question's words that are not key_words, and the
+    """(input_ids, labels, droppable, names_nothing) per row; labels keep only the decided tokens
+    (see sft.decision_mask); droppable marks the question's words that are not key_words, and the
     words in front of a class name's last word where that word alone names the class
-    (`modifiable_names`)."""
+    (`modifiable_names`); names_nothing: the question holds no key word at all (no class, thing,
+    area, count or defect word beyond those everyday requests use: "what is the weather today?")."""
     tok = processor.tokenizer
     ask, scores = tok.convert_tokens_to_ids(ASK), tok.convert_tokens_to_ids(SCORE_TOKENS)
     keys = set(tok.convert_tokens_to_ids(sorted(key_words(classes, class_words)))) | {tok.unk_token_id}
+    # Key words an everyday request also uses ("the", "board", "how many") name nothing asked about.
+    everyday = set(tok.convert_tokens_to_ids(sorted({w for q in OUT_OF_SCOPE for w in words_of(q)} | set(PUNCTUATION))))
+    naming = keys - everyday - {tok.unk_token_id}
     names = modifiable_names(tok, class_words)
     out = []
     for r in rows:
@@ -103,7 +107,8 @@ def encode(processor, rows: list[dict], class_words: Words, classes: tuple[str, 
         modifiers = {span[k] for k in _modifiers(tok.convert_ids_to_tokens([p_ids[i] for i in span]), names)}
         for i in span:
             droppable[i] = p_ids[i] not in keys or i in modifiers
-        out.append((ids, labels.masked_fill(~keep, -100), droppable))
+        names_nothing = not any(p_ids[i] in naming for i in span)
+        out.append((ids, labels.masked_fill(~keep, -100), droppable, names_nothing))
     return out
 
 
@@ -149,8 +154,12 @@ def train_warmup(vlm, rows: list[dict], cfg: TrainConfig, class_words: Words,
     tok = vlm.processor.tokenizer
 
     def dropped(items):
-        return [(word_dropout(ids, drop, cfg.warmup_word_dropout, tok.unk_token_id, gen), labels, drop)
-                for ids, labels, drop in items]
+        # A question that names nothing is read from words the model may never have seen ("can you
+        # book me a room?"): it loses many more of them, so unknown words and no key word read as
+        # "not about defects", never as the frame's defect question.
+        return [(word_dropout(ids, drop, cfg.warmup_off_topic_word_dropout if nothing else cfg.warmup_word_dropout,
+                              tok.unk_token_id, gen), labels)
+                for ids, labels, drop, nothing in items]
 
     model.train()
     start, losses = time.time(), []

@@ -24,7 +24,7 @@ def test_rows_lose_the_picture_and_keep_the_text():
 
 def test_loss_covers_the_reading_and_decisions_only(tmp_path):
     vlm = new_model(tiny_cfg(tmp_path))
-    (ids, labels, _), = encode(vlm.processor, text_only([ROW]), pcb_words())
+    (ids, labels, *_), = encode(vlm.processor, text_only([ROW]), pcb_words())
     tok = vlm.processor.tokenizer
     kept = tok.convert_ids_to_tokens(labels[labels != -100].tolist())
     assert kept == ["spur", "[-]", "list", "any", "[YES]", "[NO]"]
@@ -35,12 +35,29 @@ def test_word_dropout_hides_only_words_that_do_not_say_what_is_asked(tmp_path):
     vlm = new_model(tiny_cfg(tmp_path))
     row = {**ROW, "prompt": [{"role": "user", "content": [
         {"type": "text", "text": "question : hey can you tell me how many spurs are in the top left ?"}]}]}
-    (ids, _, droppable), = encode(vlm.processor, [row], pcb_words(), tuple(vlm.meta.classes))
+    (ids, _, droppable, _), = encode(vlm.processor, [row], pcb_words(), tuple(vlm.meta.classes))
     tok = vlm.processor.tokenizer
     assert tok.convert_ids_to_tokens(ids[droppable].tolist()) == ["hey", "can", "you", "tell", "me", "are", "in"]
     dropped = word_dropout(ids, droppable, 1.0, tok.unk_token_id, torch.Generator().manual_seed(0))
     assert (dropped[droppable] == tok.unk_token_id).all() and torch.equal(dropped[~droppable], ids[~droppable])
     assert torch.equal(word_dropout(ids, droppable, 0.0, tok.unk_token_id, torch.Generator()), ids)
+
+
+def test_a_question_naming_nothing_asked_about_is_told_from_one_that_does(tmp_path):
+    """An everyday request holds no key word (it gets the off-topic dropout); a defect question,
+    or one about a thing on the board ("how many resistors"), holds one."""
+    vlm = new_model(tiny_cfg(tmp_path))
+
+    def names_nothing(text):
+        row = {**ROW, "prompt": [{"role": "user", "content": [{"type": "text", "text": f"question : {text}"}]}]}
+        (*_, nothing), = encode(vlm.processor, [row], pcb_words(), tuple(vlm.meta.classes))
+        return nothing
+
+    assert names_nothing("can you tell me what is the weather today ?")
+    assert names_nothing("can you book me a meeting room ?")
+    assert not names_nothing("can you tell me how many spurs ?")
+    assert not names_nothing("anything wrong ?")
+    assert not names_nothing("how many resistors are there ?")
 
 
 def test_word_dropout_may_hide_the_words_in_front_of_a_class_naming_noun(tmp_path):
@@ -49,7 +66,7 @@ def test_word_dropout_may_hide_the_words_in_front_of_a_class_naming_noun(tmp_pat
     vlm = new_model(tiny_cfg(tmp_path))
     row = {**ROW, "prompt": [{"role": "user", "content": [
         {"type": "text", "text": "question : any tiny holes or broken traces in the top left ?"}]}]}
-    (ids, _, droppable), = encode(vlm.processor, [row], pcb_words(), tuple(vlm.meta.classes))
+    (ids, _, droppable, _), = encode(vlm.processor, [row], pcb_words(), tuple(vlm.meta.classes))
     tok = vlm.processor.tokenizer
     assert tok.convert_ids_to_tokens(ids[droppable].tolist()) == ["any", "tiny", "or", "in"]
 
@@ -81,7 +98,7 @@ def test_reading_rows_teach_the_reading_alone_and_train_with_the_rows(tmp_path):
     assert any(r.off for _, r in questions) and any(r.count for _, r in questions)
     rows = reading_rows(questions)
     tok = vlm.processor.tokenizer
-    for (q, reading), (_, labels, _) in zip(questions, encode(vlm.processor, text_only(rows), cfg.line.words), strict=True):
+    for (q, reading), (_, labels, *_) in zip(questions, encode(vlm.processor, text_only(rows), cfg.line.words), strict=True):
         assert tok.convert_ids_to_tokens(labels[labels != -100].tolist()) == reading.tokens(), q
     before = {n: p.detach().clone() for n, p in vlm.model.named_parameters()}
     figures = train_warmup(vlm, [ROW] * 4, cfg.train, cfg.line.words, reading=rows)
