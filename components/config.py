@@ -222,6 +222,15 @@ class TrainConfig:
         "Boards the language model learns on (SFT, DPO): 'calib' = groups the spatial branch never trained on, "
         "so the region scores it sees match those on new boards; 'train' = the spatial branch's own boards "
         "(overfit, confident scores). Empty calib -> train."))
+    calibration: str = field(default="platt_prior", metadata=_help(
+        "How the calibration stage fits a, b of sigmoid(a * logit(score) + b) on the calibration boards: "
+        "platt_prior (maximum a posteriori under a prior at the identity, calibration_prior), platt (plain "
+        "logistic regression) or identity (the refiner's own probabilities). Fitted on one group, plain Platt "
+        "made the confidences worse on the other in both directions (benchmarks/calibration.py)."))
+    calibration_prior: float = field(default=300.0, metadata=_help(
+        "Strength of platt_prior's prior at a = 1, b = 0, in reported defects' worth of evidence (a calibration "
+        "group reports some 500): the fit moves from the refiner's own probabilities only as far as the "
+        "calibration boards clearly ask."))
     warmup_steps: int = field(default=1200, metadata=_help(
         "Text-only steps that teach the from-scratch language model its rules before SFT (0 = skip; skipped "
         "anyway with sft_lora)."))

@@ -73,7 +73,7 @@ STAGES: tuple[Stage, ...] = (
            "train.lora_alpha")),
     Stage("calibrate", "calibrated", ("dpo",), f"{_RUNNER}.run_calibrate",
           ("data.classes", *SPLIT, "eval.iou", "eval.question", "eval.max_images", "eval.batch_size",
-           "eval.ece_bins")),
+           "eval.ece_bins", "train.calibration", "train.calibration_prior")),
     Stage("quantize", "int8", ("calibrate",), f"{_RUNNER}.run_quantize", ()),
     Stage("evaluate", "eval", ("quantize",), "components.evaluation.run.evaluate_model",
           ("eval", "data.classes", "line.heldout_words", "line.items", *SPLIT, "serve.blur_check"), trains=False,
