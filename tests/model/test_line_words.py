@@ -31,11 +31,13 @@ FROZEN_NAMES = {
 # sha256 of the JSON lines (json.dumps per row + "\n") of qa_to_json / pref_to_json and of the
 # vocabulary list, computed at commit 1bf7cad (generate_qa(boards, QAConfig(phrasings_per_kind=3),
 # CLASSES), generate_preferences with the same config, vocabulary(CLASSES, 16)) on the `boards`
-# fixture: the first 4 boards of group00041 and 2 of group13000 of the bundled DeepPCB data.
+# fixture: the first 4 boards of group00041 and 2 of group13000 of the bundled DeepPCB data;
+# qa and vocabulary again at 2f828c5, whose only change to them is the 24 everyday requests added
+# to OUT_OF_SCOPE (with the list cut back to its first 25 the 1bf7cad values come out again).
 BEFORE = {
-    "qa": "09b9fed0245c8095348577440155395f19c7292d39fbf9d51d4f6eb28bf56419",
+    "qa": "cab2e88649c0266396a9a8ce92099295f4964481704eb1352bd81eb731129827",
     "preferences": "e9ec2cb0cd7f8022f5ca9e85cd1ad8fbde34c5b947cc9f1d22dca4f0704d1fbd",
-    "vocabulary": "ee105beb710bd7ab6e0e88d25e3d51bbd613820e5c5026affb1db1fe4b86cfb8",
+    "vocabulary": "39a2ea7f9de8b9c6d41786607f5b64e375b142bab728bbe27f62345f7724bc09",
 }
 STEEL_SIZE = (200, 200)
 PLAIN = QAConfig(phrasings_per_kind=3, embellish_share=0.0)
