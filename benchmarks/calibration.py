@@ -10,39 +10,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from components.config import load
 from components.data.split import load_accepted, split_samples
-from components.model.answers import correct_flags, ece, reliability, run_inspector
+from components.model.answers import ece, reliability
 from components.model.regions import calibrate
-from components.model.vlm import META_FILE
-from components.train.calibrate import fit_calibration_params
-
-
-def _raw(model: Path, samples, cfg) -> tuple[list[float], list[bool]]:
-    from components.model.inference import Inspector
-
-    inspector = Inspector.load(model, quantize=True)
-    results = run_inspector(inspector, samples, cfg.eval, desc="raw scores")
-    scores = [d.conf for r in results for d in r.answer.detections]
-    return scores, [c for r in results for c in correct_flags(r, cfg.eval.iou)]
+from components.train.calibrate import fit_calibration_params, scored
 
 
 def _answer_raw(model_dir: Path, cfg) -> dict:
-    """{"calib": (scores, correct), "eval": (...)} of the model with its calibration set aside."""
+    """{"calib": (scores, correct), "eval": (...)} of the model (int8, as served) with its
+    calibration set aside."""
+    from components.model.inference import Inspector
+
     splits = split_samples(load_accepted(cfg), cfg)
-    with tempfile.TemporaryDirectory() as tmp:
-        model = Path(tmp) / "model"
-        shutil.copytree(model_dir, model)
-        meta = json.loads((model / META_FILE).read_text())
-        meta["calibration"] = meta["calibration_no_template"] = {"a": 1.0, "b": 0.0}
-        (model / META_FILE).write_text(json.dumps(meta))
-        return {name: _raw(model, splits[name], cfg) for name in ("calib", "eval")}
+    inspector = Inspector.load(model_dir, quantize=True)
+    inspector.vlm.meta.calibration = {"a": 1.0, "b": 0.0}  # raw scores
+    return {name: scored(inspector, splits[name], cfg) for name in ("calib", "eval")}
 
 
 def main() -> None:

@@ -31,12 +31,12 @@ def main() -> None:
     scoped = [r for r in rows if r["truth"] and not r["asked"].get("off")]
     none = [r for r in scoped if not r["detections"]]
     print(f"false none: {len(none)} of {len(scoped)} questions ({len(none) / max(1, len(scoped)):.4f})")
-    by = collections.Counter((cause(r), r["kind"]) for r in none)
-    for (c, kind), n in sorted(by.items()):
+    causes = [cause(r) for r in none]
+    for (c, kind), n in sorted(collections.Counter(zip(causes, (r["kind"] for r in none), strict=True)).items()):
         print(f"  {c:9s} {kind:12s} {n}")
-    for c in sorted({c for c, _ in by}):
+    for c in sorted(set(causes)):
         print(f"{c}:")
-        for r in [r for r in none if cause(r) == c][: args.examples]:
+        for r in [r for r, rc in zip(none, causes, strict=True) if rc == c][: args.examples]:
             print(f"  {r['image_id']}  {r['question']!r}  truth: {[t['class'] for t in r['truth']]}")
 
 

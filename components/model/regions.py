@@ -21,11 +21,10 @@ from components.qa.vocab import quadrant, reading_order
 
 
 def calibrate(score: float, calibration: dict) -> float:
-    """Platt scaling of a head score, under a ceiling: c * sigmoid(a * logit(score) + b)
-    (c = 1 when the model's calibration has none: plain Platt)."""
+    """Platt scaling of a head score: sigmoid(a * logit(score) + b)."""
     s = min(max(score, 1e-6), 1 - 1e-6)
     z = calibration.get("a", 1.0) * math.log(s / (1 - s)) + calibration.get("b", 0.0)
-    return calibration.get("c", 1.0) / (1 + math.exp(-z))
+    return 1 / (1 + math.exp(-z))
 
 
 @torch.no_grad()

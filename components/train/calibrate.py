@@ -91,15 +91,21 @@ def fit_calibration(model_dir: Path, calib: list[Sample], cfg: Config) -> dict:
     return figures
 
 
+def scored(inspector, samples: list[Sample], cfg: Config, with_template: bool = True) -> tuple[list[float], list[bool]]:
+    """(confidence, right?) of every defect the inspector reports on `samples` and their
+    templates, boards asked with their templates or alone: what a calibration is fitted on."""
+    results = run_inspector(inspector, samples, cfg.eval, templates_as_input=with_template,
+                            desc="calibration" + ("" if with_template else " (no template)"))
+    return ([d.conf for r in results for d in r.answer.detections],
+            [c for r in results for c in correct_flags(r, cfg.eval.iou)])
+
+
 def _fit_one(inspector, calib: list[Sample], cfg: Config, with_template: bool) -> tuple[dict, dict]:
     """(Platt parameters, figures) of the inspector's raw scores on `calib`, boards asked with
     their templates or alone."""
     from components.model.regions import calibrate
 
-    results = run_inspector(inspector, calib, cfg.eval, templates_as_input=with_template,
-                            desc="calibration" + ("" if with_template else " (no template)"))
-    scores = [d.conf for r in results for d in r.answer.detections]
-    correct = [c for r in results for c in correct_flags(r, cfg.eval.iou)]
+    scores, correct = scored(inspector, calib, cfg, with_template)
     params = fit_calibration_params(scores, correct, cfg.train.calibration, cfg.train.calibration_prior)
     after = [calibrate(s, params) for s in scores]
     return params, {"detections": len(scores), "a": params["a"], "b": params["b"],
