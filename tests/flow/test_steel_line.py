@@ -15,15 +15,13 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from benchmarks.steel_drop import CLASSES, draw_defect, write_voc
 from components.data.split import group_hash_share
 from tests.conftest import REPO, TINY
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 
-CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
 PER_GROUP = 6
-LABELS = {"scratches": "Scratch"}
-"""How the drop names a class where it differs from the line: renamed at ingest by --map."""
 
 
 def _groups() -> list[str]:
@@ -35,45 +33,18 @@ def _groups() -> list[str]:
     return ev + cal + train
 
 
-def _defect(draw: ImageDraw.ImageDraw, cls: str, x: int, y: int) -> tuple[int, int, int, int]:
-    """Draw one defect of cls at (x, y); its box."""
-    if cls == "scratches":
-        draw.line((x, y, x + 60, y + 8), fill=235, width=3)
-        return x - 2, y - 2, x + 62, y + 10
-    if cls == "crazing":
-        for k in range(4):
-            draw.line((x + 10 * k, y, x + 10 * k + 6, y + 40), fill=60, width=1)
-        return x, y, x + 36, y + 40
-    if cls == "patches":
-        draw.ellipse((x, y, x + 50, y + 40), fill=70)
-        return x, y, x + 50, y + 40
-    if cls == "pitted_surface":
-        for k in range(5):
-            draw.ellipse((x + 9 * k, y + 4 * (k % 2), x + 9 * k + 5, y + 4 * (k % 2) + 5), fill=40)
-        return x, y, x + 41, y + 9
-    if cls == "inclusion":
-        draw.rectangle((x, y, x + 12, y + 30), fill=30)
-        return x, y, x + 12, y + 30
-    draw.polygon([(x, y), (x + 40, y + 6), (x + 30, y + 26), (x + 4, y + 20)], fill=175)  # rolled-in scale
-    return x, y, x + 40, y + 26
-
-
 def make_steel_drop(dest: Path) -> Path:
+    """One defect per crop, the classes in turn, at places spread over the crop."""
     n = 0
     for group in _groups():
         (dest / group).mkdir(parents=True)
         for k in range(PER_GROUP):
-            cls, name = CLASSES[(n + k) % len(CLASSES)], f"{group}_{k:02d}"
-            im = Image.new("L", (200, 200), 128)
+            cls, im = CLASSES[(n + k) % len(CLASSES)], Image.new("L", (200, 200), 128)
             draw = ImageDraw.Draw(im)
             for y in range(0, 200, 4):
                 draw.line((0, y, 200, y + (n + k) % 5), fill=118 + (y * 7 + n) % 20)
-            x1, y1, x2, y2 = _defect(draw, cls, 30 + 11 * k, 40 + 13 * (k % 5))
-            im.save(dest / group / f"{name}.jpg", "JPEG", quality=95)
-            (dest / group / f"{name}.xml").write_text(
-                f"<annotation><filename>{name}.jpg</filename><size><width>200</width><height>200</height></size>"
-                f"<object><name>{LABELS.get(cls, cls)}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax>"
-                f"<ymax>{y2}</ymax></bndbox></object></annotation>")
+            box = draw_defect(draw, cls, 30 + 11 * k, 40 + 13 * (k % 5))
+            write_voc(dest / group, f"{group}_{k:02d}", im, [(cls, box)])
         n += PER_GROUP
     return dest
 
