@@ -330,6 +330,11 @@ class EvalConfig:
         "Single-request asks timed for latency_p50_s / latency_p95_s (what an inspector waits)."))
     report_overlays: int = field(default=12, metadata=_help(
         "How many overlay pictures the HTML report embeds."))
+    miss_size_edges_px: tuple[float, ...] = field(default=(16.0, 32.0), metadata=_help(
+        "The miss report's size bins: edges, in original pixels, of sqrt(box area) (16, 32: small < 16 <= "
+        "medium < 32 <= large)."))
+    miss_examples: int = field(default=20, metadata=_help(
+        "How many missed defects the miss report lists one by one (the first, in board order)."))
     blur_check_sigma: float = field(default=1.5, metadata=_help(
         "Blur-consistency check: Gaussian sigma, in original pixels, of the blurred copy asked alongside each "
         "board."))

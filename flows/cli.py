@@ -70,6 +70,19 @@ def _model_dir(cfg, uri: str | None) -> Path:
         _fail(f"{exc}\n(run `defectqa retrain` first, or pick a version: `defectqa models`)")
 
 
+def _drop_and_month(cfg, drop: Path | None, month: str | None, bundled_month: str | None, drop_arg: str):
+    """The drop folder and month a command works on: those given, or a bundled month's drop
+    (written under the workdir), named by its month unless --month says otherwise."""
+    if bundled_month:
+        from components.data.drops import materialise_drop
+
+        month = month or bundled_month
+        drop = materialise_drop(bundled_month, cfg.paths.bundled_data, cfg.paths.root / "bundled-drops" / bundled_month)
+    if drop is None or month is None:
+        _fail(f"give {drop_arg} --month YYYY-MM, or --bundled-month YYYY-MM")
+    return drop, month
+
+
 @app.command()
 def retrain(
     drop: Annotated[Path | None, typer.Option(help="Folder of this month's drop (DeepPCB, Pascal VOC or COCO layout).")] = None,
@@ -82,13 +95,7 @@ def retrain(
     """Run the monthly retraining flow: validate, version, train (SFT, DPO), quantize, evaluate, gate, register."""
     set_ = _with_map(set_, map_)
     cfg = _cfg(params, set_, line)
-    if bundled_month:
-        from components.data.drops import materialise_drop
-
-        month = month or bundled_month
-        drop = materialise_drop(bundled_month, cfg.paths.bundled_data, cfg.paths.root / "bundled-drops" / bundled_month)
-    if drop is None or month is None:
-        _fail("give --drop DIR --month YYYY-MM, or --bundled-month YYYY-MM")
+    drop, month = _drop_and_month(cfg, drop, month, bundled_month, "--drop DIR")
     from flows.monthly_retrain import monthly_retrain
 
     summary = monthly_retrain(str(drop), month, list(set_ or []), str(params), force, line)
@@ -131,14 +138,17 @@ def deploy(
 
 @app.command()
 def ingest(
-    drop: Annotated[Path, typer.Argument(help="Drop folder (DeepPCB, Pascal VOC XML or COCO JSON).")],
-    month: Annotated[str, typer.Option(help="Month label, YYYY-MM.")],
+    drop: Annotated[Path | None, typer.Argument(help="Drop folder (DeepPCB, Pascal VOC XML or COCO JSON).")] = None,
+    month: Annotated[str | None, typer.Option(help="Month label, YYYY-MM.")] = None,
+    bundled_month: Annotated[str | None, typer.Option(help="Ingest a month of the bundled DeepPCB data instead "
+                                                           "(2026-01, 2026-02, 2026-03).")] = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE, map_: MapOpt = None,
 ):
-    """Copy a drop into the data area and version it with DVC."""
+    """Copy a drop into the data area and version it with DVC (then `defectqa validate --month`)."""
     from components.data.ingest import DropError, ingest as run
 
     cfg = _cfg(params, _with_map(set_, map_), line)
+    drop, month = _drop_and_month(cfg, drop, month, bundled_month, "DROP")
     try:
         res = run(drop, month, cfg)
     except (DropError, FileNotFoundError, ValueError) as exc:
@@ -196,6 +206,55 @@ def evaluate(
                              templates_as_input=not no_template, robustness=robustness, blur_check=blur_check)
     typer.echo(f"report: {report / 'report.html'}" + (f"; export: {export}" if export else ""), err=True)
     typer.echo(json_line(metrics))
+
+
+@app.command()
+def misses(
+    data: Annotated[Path, typer.Option(help="A folder in DeepPCB layout, or a Pascal VOC / COCO drop.")],
+    model: ModelOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the report as misses.json here.")] = None,
+    max_images: Annotated[int, typer.Option(help="Only the first N boards (0 = all).")] = 0,
+    no_template: Annotated[bool, typer.Option("--no-template", help="The model sees each board alone.")] = False,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
+):
+    """Where the describe-all answers' missed defects are lost (not proposed, dropped or misnamed by the
+    refiner, left out of the answer), by class, size, neighbours and contrast."""
+    from components.evaluation.run import miss_report, samples_of
+
+    cfg = _cfg(params, set_, line)
+    cfg.eval.max_images = max_images or cfg.eval.max_images
+    model_dir = _model_dir(cfg, model)
+    try:
+        samples = samples_of(data, cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    text = miss_report(model_dir, samples, cfg, out, templates_as_input=not no_template)
+    typer.echo(text)
+
+
+@app.command()
+def crossval(
+    group: Annotated[list[str] | None, typer.Option("--group", help="A group to hold out (repeatable); default: every "
+                                                                    "accepted group.")] = None,
+    max_minutes: Annotated[float, typer.Option(help="Start no fold that would end past this many minutes "
+                                                    "(0: no limit).")] = 0.0,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
+):
+    """Leave-one-group-out over the accepted data: train on the other groups, evaluate and gate-judge
+    each held-out group; a table per group (<workdir>/crossval/<dataset version>/summary.md)."""
+    import shlex
+
+    cfg = _cfg(params, set_, line)
+    from flows.crossval import crossval_flow
+
+    args = [a for g in group or [] for a in ("--group", g)] + (["--max-minutes", f"{max_minutes:g}"] if max_minutes else [])
+    args += [a for s in set_ or [] for a in ("--set", s)] + (["--line", line] if line != DEFAULT_LINE else [])
+    try:
+        result = crossval_flow(list(group or []), list(set_ or []), str(params), line, max_minutes,
+                               shlex.join(["defectqa", "crossval", *args]))
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(f"summary: {result['out']}/summary.md ({cfg.paths.root})", err=True)
 
 
 @app.command()

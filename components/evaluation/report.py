@@ -91,6 +91,26 @@ def robustness_table(metrics: dict) -> str:
     return _table("robustness", ["perturbation", "severity", *(c.key for c in PERTURBED)], rows)
 
 
+def misses_tables(metrics: dict) -> str:
+    """The miss report (evaluation/misses.py): where missed defects were lost, one table per
+    dimension, then the first misses one by one."""
+    from components.evaluation.misses import DIMENSIONS, LOST
+
+    rep = metrics.get("misses")
+    if not rep:
+        return ""
+    parts = [f"<p>{rep['n_defects']} defects, recall {_fmt(rep['recall'])}. A miss is counted at the first "
+             "step that lost it: " + "; ".join(html.escape(k) for k in LOST) + ".</p>"]
+    for dim in DIMENSIONS:
+        rows = [[name, t["n"], t["recall"], *(t["lost"][k] for k in LOST)] for name, t in rep["by"][dim].items()]
+        parts += [f"<h3>By {dim}</h3>", _table(f"misses-{dim}", [dim, "n", "recall", *LOST], rows)]
+    rows = [[e["image_id"], e["class"], ", ".join(f"{v:.0f}" for v in e["box"]), e["lost"], e["size_px"],
+             e["neighbours"], e["contrast"]] for e in rep["examples"]]
+    parts += ["<h3>First misses</h3>",
+              _table("misses-examples", ["image", "class", "box", "lost", "size px", "neighbours", "contrast"], rows)]
+    return "".join(parts)
+
+
 def settings_line(metrics: dict) -> str:
     s = metrics.get("settings", {})
     if not s:
@@ -187,6 +207,7 @@ def render_html(metrics: dict, results: list[ImageResult], cfg: EvalConfig, titl
         *(["<h2>Robustness</h2><p>The board asked about is perturbed; its template is not.</p>",
             robustness_table(metrics)] if metrics.get("robustness") else []),
         "<h2>Per class</h2>", per_class_table(metrics),
+        *(["<h2>Misses</h2>", misses_tables(metrics)] if metrics.get("misses") else []),
         "<h2>Calibration</h2>", f'<img src="{diagram}" alt="reliability diagram">', reliability_table(metrics),
         "<h2>Overlays</h2><p>Green: ground truth. Red: reported defects.</p>", figures,
         "</body></html>",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from components.config import Config
 from components.data.records import Sample, read_deeppcb
-from components.evaluation import paired
+from components.evaluation import misses, paired
 from components.evaluation.columns import headline, json_safe
 from components.evaluation.evaluate import evaluate
 from components.evaluation.export import QUESTIONS, write_export, write_questions
@@ -32,7 +32,8 @@ def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir:
     blur_check = isinstance(inspector, BlurChecked)
     metrics, results, asked = evaluate(inspector, samples, cfg.eval, cfg.data.classes, desc=f"evaluating {name}",
                                 templates_as_input=templates_as_input, robustness=robustness, line=cfg.line)
-    # Nested (not scalar), so headline() and MLflow logging leave it out.
+    # Nested (not scalar), so headline() and MLflow logging leave them out.
+    metrics["misses"] = misses.report(misses.follow(inspector, results, cfg.eval, templates_as_input), cfg.eval)
     metrics["settings"] = {"templates_as_input": templates_as_input, "blur_check": blur_check,
                            **({k: v for k, v in inspector.version_info.items() if k.startswith("blur_check_")}
                               if blur_check else {})}
@@ -45,6 +46,21 @@ def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir:
         write_export(results, export)
         write_questions(asked, export / QUESTIONS)
     return metrics
+
+
+def miss_report(model_dir: Path, samples: list[Sample], cfg: Config, out: Path | None = None,
+                templates_as_input: bool = True) -> str:
+    """The miss report (evaluation/misses.py) of the describe-all answers alone, as text; with
+    out, also out/misses.json."""
+    from components.model.answers import run_inspector
+
+    inspector = load_inspector(model_dir, cfg, None, None)
+    results = run_inspector(inspector, samples, cfg.eval, templates=False, templates_as_input=templates_as_input)
+    rep = misses.report(misses.follow(inspector, results, cfg.eval, templates_as_input), cfg.eval)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "misses.json").write_text(json.dumps(rep, indent=2, default=_nan_safe))
+    return misses.table(rep)
 
 
 def samples_of(data_dir: str | Path, cfg: Config) -> list[Sample]:

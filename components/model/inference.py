@@ -28,7 +28,7 @@ from PIL import Image
 
 from components.model.constrained import ScanLogits
 from components.model.fuse import Frame, fuse, open_gray
-from components.model.regions import calibrate, descriptors, prompt_text, propose
+from components.model.regions import calibrate, descriptors, prompt_text, propose, propose_stages
 from components.model.tokenizer import plain_words
 from components.model.vlm import DefectVLM
 from components.qa.grammar import IN, NONE2, OFF, OUT, Answer, Detection, render, resolve_scan
@@ -133,8 +133,15 @@ class Inspector:
         return [self._calibrated(regs, template is not None)
                 for regs, (_, template) in zip(self._propose(boards)[2], boards, strict=True)]
 
-    def _propose(self, boards: list[tuple]) -> tuple[list[Image.Image], list[tuple[int, int]], list[list[Detection]]]:
-        """Fused pictures, board sizes and the regions (raw scores) of a batch of pairs."""
+    @torch.no_grad()
+    def stage_regions(self, boards: list[tuple]) -> list[dict[str, list[Detection]]]:
+        """Per (board, template-or-None) pair, what each step of the spatial branch keeps (raw
+        scores): {"candidates": the head's peaks, "regions": after the refiner}; see regions.propose_stages."""
+        pictures, frames, _ = self._fused(boards)
+        stages = propose_stages(self.vlm, np.stack([np.asarray(p) for p in pictures]), frames)
+        return [{k: v[i] for k, v in stages.items()} for i in range(len(boards))]
+
+    def _fused(self, boards: list[tuple]) -> tuple[list[Image.Image], list[Frame], list[tuple[int, int]]]:
         meta = self.vlm.meta
         pictures, frames, sizes = [], [], []
         for image, template in boards:
@@ -142,6 +149,11 @@ class Inspector:
             pictures.append(fuse(board, template, meta.input_size))
             frames.append(Frame(*board.size, meta.input_size))
             sizes.append(board.size)
+        return pictures, frames, sizes
+
+    def _propose(self, boards: list[tuple]) -> tuple[list[Image.Image], list[tuple[int, int]], list[list[Detection]]]:
+        """Fused pictures, board sizes and the regions (raw scores) of a batch of pairs."""
+        pictures, frames, sizes = self._fused(boards)
         return pictures, sizes, propose(self.vlm, np.stack([np.asarray(p) for p in pictures]), frames)
 
     def _calibrated(self, regions: list[Detection], with_template: bool) -> list[Detection]:

@@ -31,10 +31,19 @@ def calibrate(score: float, calibration: dict) -> float:
 def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Detection]]:
     """Candidates per picture, in reading order, boxes in original pixels, conf = raw head score
     (or, when the model has a refiner, its probability of its class, on its corrected box)."""
+    return propose_stages(vlm, images_uint8, frames)["regions"]
+
+
+@torch.no_grad()
+def propose_stages(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> dict[str, list[list[Detection]]]:
+    """What each step of the spatial branch keeps, per picture, boxes in original pixels:
+    "candidates" (the head's peaks; with a refiner, at its generous floor) and "regions" (what the
+    language model is shown: after the refiner, in reading order). The miss report reads both."""
     out = vlm.spatial(images_uint8)
     meta = vlm.meta
     if vlm.refiner is None:
-        decoded = decode(out, vlm.stride, meta.region_floor, meta.max_regions)
+        candidates = decode(out, vlm.stride, meta.region_floor, meta.max_regions)
+        decoded = candidates
     else:
         # The head proposes generously; the refiner names each candidate (or drops it).
         candidates = decode(out, vlm.stride, meta.refiner["floor"], candidate_limit(meta.max_regions))
@@ -42,12 +51,13 @@ def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Det
                             meta.refiner.get("nms", 1.0), meta.refiner.get("passes", 1),
                             meta.refiner.get("merge_gap"), meta.refiner.get("merge_overlap"))
         decoded = [sorted(ds, key=lambda d: -d[1])[: meta.max_regions] for ds in rechecked]
-    result = []
-    for dets, frame in zip(decoded, frames, strict=True):
+    stages: dict[str, list[list[Detection]]] = {"candidates": [], "regions": []}
+    for cands, dets, frame in zip(candidates, decoded, frames, strict=True):
+        stages["candidates"].append([Detection(meta.classes[k], frame.to_original(b), s) for k, s, b in cands])
         regs = [Detection(meta.classes[k], frame.to_original(box), score) for k, score, box in dets]
         order = reading_order([Box(*r.box, cls=r.cls) for r in regs])
-        result.append([regs[i] for i in order])
-    return result
+        stages["regions"].append([regs[i] for i in order])
+    return stages
 
 
 def descriptor(i: int, region: Detection, size: tuple[int, int], reading: Reading) -> list[str]:
