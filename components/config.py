@@ -154,6 +154,10 @@ class ModelConfig:
     patch_size: int = field(default=16, metadata=_help(
         "Side, in input pixels, of one vision patch: the heatmap head predicts on an (input_size / patch_size) "
         "square grid, one cell per patch."))
+    tta_views: int = field(default=1, metadata=_help(
+        "Test-time augmentation of the spatial branch (saved in the model's meta): its maps averaged over this "
+        "many of the 8 flips/rotations training also shows (1: none; 2: + horizontal flip; 4: + vertical flips; "
+        "8: all, + transposes). Costs one vision pass per view; `benchmarks/tta.py` measures it."))
     max_regions: int = field(default=16, metadata=_help(
         "At most this many spatial-branch candidates (regions) are shown to the language model per board; the "
         "tokenizer has one region token for each."))
@@ -330,9 +334,9 @@ class EvalConfig:
         "Single-request asks timed for latency_p50_s / latency_p95_s (what an inspector waits)."))
     report_overlays: int = field(default=12, metadata=_help(
         "How many overlay pictures the HTML report embeds."))
-    miss_size_edges_px: tuple[float, ...] = field(default=(16.0, 32.0), metadata=_help(
-        "The miss report's size bins: edges, in original pixels, of sqrt(box area) (16, 32: small < 16 <= "
-        "medium < 32 <= large)."))
+    miss_size_edges_px: tuple[float, ...] = field(default=(30.0, 40.0), metadata=_help(
+        "The miss report's size bins: edges, in original pixels, of sqrt(box area) (30, 40: small < 30 <= "
+        "medium < 40 <= large; DeepPCB's boxes: a third under 32, a third over 37.5)."))
     miss_examples: int = field(default=20, metadata=_help(
         "How many missed defects the miss report lists one by one (the first, in board order)."))
     blur_check_sigma: float = field(default=1.5, metadata=_help(

@@ -4,9 +4,12 @@ Every ground-truth box of a board is followed through the steps that could lose 
 
 1. `not proposed`: no peak of the spatial head covers it (IoU >= eval.iou, any class);
 2. `dropped by the refiner`: a peak covers it, but nothing the refiner keeps does;
-3. `misnamed by the refiner`: what the refiner keeps there has another class;
+3. `misnamed by the refiner`: what the refiner keeps there has another class, and the language
+   model did not rename it;
 4. `left out of the answer`: a region of its class was shown to the language model, which did
    not report it (or reported it with a box that no longer matches).
+
+A box the answer has is found, whatever an earlier step did (the language model renames regions).
 
 Each step matches one to one (greedy, as DeepPCB's rule), so two defects under one peak count
 one as lost. Misses are broken down by class, size (sqrt of the box area, original pixels,
@@ -55,10 +58,13 @@ def _matched(preds: list[Detection], gts: list[Box], iou: float, same_class: boo
 
 
 def outcomes(stages: dict[str, list[Detection]], answer: list[Detection], gts: list[Box], iou: float) -> list[str]:
-    """Per box, the first step that lost it (LOST) or FOUND."""
+    """Per box: FOUND when the answer has it (the language model may rename a region the refiner
+    misnamed), else the first step that lost it (LOST)."""
+    found = _matched(answer, gts, iou, True)
     steps = [_matched(stages["candidates"], gts, iou, False), _matched(stages["regions"], gts, iou, False),
-             _matched(stages["regions"], gts, iou, True), _matched(answer, gts, iou, True)]
-    return [next((LOST[k] for k, kept in enumerate(steps) if g not in kept), FOUND) for g in range(len(gts))]
+             _matched(stages["regions"], gts, iou, True)]
+    return [FOUND if g in found else next((LOST[k] for k, kept in enumerate(steps) if g not in kept), LOST[-1])
+            for g in range(len(gts))]
 
 
 def neighbours(gts: list[Box], cell_px: tuple[float, float]) -> list[str]:

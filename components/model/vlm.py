@@ -47,6 +47,9 @@ class Meta:
     refiner: dict = field(default_factory=dict)
     """Refiner settings (floor, crop, context, topology, ...); empty = no refinement stage (head
     scores only). Models saved before a setting existed lack it: its old behaviour applies."""
+    tta_views: int = 1
+    """Test-time augmentation of the spatial branch: its maps averaged over this many of the 8
+    flips/rotations of the picture (1: none; 2: + horizontal flip; 4: + vertical flips; 8: all)."""
 
 
 def patchify(images: torch.Tensor, patch: int, merge: int = 2, temporal: int = 2) -> torch.Tensor:
@@ -67,6 +70,30 @@ def normalise(uint8_hwc: np.ndarray | torch.Tensor) -> torch.Tensor:
     x = torch.as_tensor(np.array(uint8_hwc, copy=True) if isinstance(uint8_hwc, np.ndarray)
                         else uint8_hwc).permute(0, 3, 1, 2).float() / 255.0
     return (x - 0.5) / 0.5
+
+
+def dihedral_maps(x: torch.Tensor, k: int) -> torch.Tensor:
+    """View k of (B, C, H, W) square maps, as train/images.dihedral makes them: horizontal flip
+    (k & 1), then vertical flip (k & 2), then transpose (k & 4)."""
+    if k & 1:
+        x = x.flip(3)
+    if k & 2:
+        x = x.flip(2)
+    return x.transpose(2, 3) if k & 4 else x
+
+
+def undo_dihedral(maps: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """The head's maps of view k back in the picture's frame: the steps undone in reverse order;
+    a transpose swaps the x / y channels of offset and size, a flip mirrors its axis' offset
+    (sigmoid(-z) = 1 - sigmoid(z): the peak's sub-cell position mirrored)."""
+    heat, off, size = maps["heat"], maps["offset"], maps["size"]
+    if k & 4:
+        heat, off, size = heat.transpose(2, 3), off.transpose(2, 3)[:, [1, 0]], size.transpose(2, 3)[:, [1, 0]]
+    if k & 2:
+        heat, off, size = heat.flip(2), off.flip(2) * torch.tensor([1.0, -1.0])[:, None, None], size.flip(2)
+    if k & 1:
+        heat, off, size = heat.flip(3), off.flip(3) * torch.tensor([-1.0, 1.0])[:, None, None], size.flip(3)
+    return {"heat": heat, "offset": off, "size": size}
 
 
 class DefectVLM(nn.Module):
@@ -103,12 +130,21 @@ class DefectVLM(nn.Module):
         h = out.last_hidden_state.reshape(batch, g // m, g // m, m, m, -1)
         return h.permute(0, 5, 1, 3, 2, 4).reshape(batch, -1, g, g)
 
-    def spatial(self, images_uint8) -> dict[str, torch.Tensor]:
+    def spatial(self, images_uint8, views: int | None = None) -> dict[str, torch.Tensor]:
         """Head outputs for a batch of fused (B, H, W, 3) uint8 pictures, and under "pictures"
-        the normalised input (B, 3, H, W), which the refiner crops from."""
+        the normalised input (B, 3, H, W), which the refiner crops from. views (default
+        meta.tta_views): the maps are the mean over that many flips/rotations of the pictures,
+        each mapped back to the picture's own frame (one vision call for all)."""
         x = normalise(images_uint8)
-        pv = patchify(x, self.meta.patch_size)
-        return {**self.head(self.patch_grid(pv, x.shape[0])), "pictures": x}
+        views = views or self.meta.tta_views
+        if not 1 <= views <= 8:
+            raise ValueError(f"tta_views must be 1..8 (of the 8 flips/rotations), got {views}")
+        b = x.shape[0]
+        seen = torch.cat([dihedral_maps(x, k) for k in range(views)])
+        out = self.head(self.patch_grid(patchify(seen, self.meta.patch_size), seen.shape[0]))
+        views_out = [undo_dihedral({key: v[k * b:(k + 1) * b] for key, v in out.items()}, k) for k in range(views)]
+        maps = {key: torch.stack([v[key] for v in views_out]).mean(0) for key in out}
+        return {**maps, "pictures": x}
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)

@@ -74,7 +74,8 @@ def new_model(cfg: Config, dataset_version: str = "") -> DefectVLM:
                if m.refine else {})
     meta = Meta(list(cfg.data.classes), m.input_size, m.patch_size, m.max_regions, m.region_floor, m.head_channels,
                 dataset_version=dataset_version, refiner=refiner,
-                words={c: [list(p) for p in pairs] for c, pairs in cfg.line.words.items()}, items=list(cfg.line.items))
+                words={c: [list(p) for p in pairs] for c, pairs in cfg.line.words.items()}, items=list(cfg.line.items),
+                tta_views=m.tta_views)
     return DefectVLM(model, processor, meta)
 
 

@@ -32,6 +32,9 @@ def test_each_box_is_charged_to_the_first_step_that_lost_it():
     stages = {"candidates": [_det(A)], "regions": [_det(A)]}
     assert misses.outcomes(stages, [], [A], 0.33) == ["left out of the answer"]
     assert misses.outcomes(stages, [_det(A, shift=40)], [A], 0.33) == ["left out of the answer"]
+    # the language model renames a region the refiner misnamed: found
+    stages = {"candidates": [_det(B)], "regions": [_det(B, "pin-hole")]}
+    assert misses.outcomes(stages, [_det(B)], [B], 0.33) == [misses.FOUND]
 
 
 def test_one_peak_over_two_defects_finds_only_one():
@@ -72,7 +75,8 @@ def test_the_breakdowns_add_up_to_the_totals():
         assert sum(t["n"] for t in rep["by"][dim].values()) == 4, dim
         for step in misses.LOST:
             assert sum(t["lost"][step] for t in rep["by"][dim].values()) == rep["lost"][step]
-    assert rep["by"]["size"]["< 16 px"] == {"n": 2, "recall": 0.5, "lost": {**rep["lost"], "dropped by the refiner": 0}}
+    assert rep["by"]["size"]["< 30 px"] == {"n": 3, "recall": 2 / 3, "lost": {**rep["lost"], "dropped by the refiner": 0}}
+    assert rep["by"]["size"][">= 40 px"]["lost"]["dropped by the refiner"] == 1
     assert rep["by"]["neighbours"]["same cell"]["recall"] == 0.0
     assert [e["lost"] for e in rep["examples"]] == ["not proposed", "dropped by the refiner"]
     assert "not proposed" in misses.table(rep)
