@@ -186,6 +186,10 @@ class ModelConfig:
     refine_nms_iou: float = field(default=0.5, metadata=_help(
         "After the refiner corrects the boxes, of candidates overlapping by more than this IoU only the surest "
         "stays."))
+    refine_tta_views: int = field(default=1, metadata=_help(
+        "Test-time augmentation of the refiner (saved in the model's meta): each crop also classified in this "
+        "many of the 8 flips/rotations its training shows (1: none; 8: all), the class the mean probability, the "
+        "box the mean box. `benchmarks/tta.py` measures it."))
     refine_passes: int = field(default=3, metadata=_help(
         "Times the refiner re-checks the survivors on windows around their corrected boxes (>= 1)."))
     refine_merge_touching: bool = field(default=True, metadata=_help(

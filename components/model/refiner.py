@@ -25,6 +25,7 @@ from torch import nn
 from torchvision.ops import nms, roi_align
 
 from components.model.topology import FEATURES as TOPOLOGY, topology
+from components.model.views import dihedral_maps, undo_window
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -103,12 +104,25 @@ class Refiner(nn.Module):
         return logits, self.box(torch.cat([self.layout(f), log_size], dim=1))
 
     def forward(self, images: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor, head_probs: torch.Tensor,
-                stride: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class logits (N, K + 1; the last column is "none") and corrected boxes (N, 4, model pixels)."""
+                stride: float, views: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits (N, K + 1; the last column is "none") and corrected boxes (N, 4, model pixels).
+
+        views > 1: each crop is also classified flipped / rotated (the first `views` of the 8
+        training views, one batch); the class is the mean probability over them (returned as its
+        log: softmax gives it back) and the box the mean of each view's box in the crop's frame."""
         windows = self.windows(boxes)
         topo = topology(images, index, windows) if self.n_topology else None
-        logits, t = self.classify(self.crops(images, index, windows), head_probs, log_size(boxes, stride), topo)
-        return logits, from_window(t, windows)
+        crops, size = self.crops(images, index, windows), log_size(boxes, stride)
+        if views == 1:
+            logits, t = self.classify(crops, head_probs, size, topo)
+            return logits, from_window(t, windows)
+        n, ks = len(boxes), range(views)
+        logits, t = self.classify(torch.cat([dihedral_maps(crops, k) for k in ks]), head_probs.repeat(views, 1),
+                                  torch.cat([size[:, [1, 0]] if k & 4 else size for k in ks]),
+                                  None if topo is None else topo.repeat(views, 1))
+        probs = torch.stack([F.softmax(logits[k * n:(k + 1) * n], -1) for k in ks]).mean(0)
+        t = torch.stack([undo_window(t[k * n:(k + 1) * n], k) for k in ks]).mean(0)
+        return probs.log(), from_window(t, windows)
 
 
 def to_window(boxes: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
@@ -153,7 +167,7 @@ def peak_probs(heat_logits: torch.Tensor, index: torch.Tensor, boxes: torch.Tens
 @torch.no_grad()
 def recheck(refiner: Refiner, out: dict[str, torch.Tensor], dets: list[list[tuple]], stride: float,
             floor: float, nms_iou: float = 1.0, passes: int = 1, merge_gap: float | None = None,
-            merge_overlap: float | None = None) -> list[list[tuple]]:
+            merge_overlap: float | None = None, views: int = 1) -> list[list[tuple]]:
     """Re-check decoded candidates [(class id, score, box)] per image of `out` (vlm.spatial's:
     head maps and the normalised pictures): each takes the refiner's
     class, score = P(that class) and corrected box; those below `floor` are dropped, then of
@@ -162,21 +176,22 @@ def recheck(refiner: Refiner, out: dict[str, torch.Tensor], dets: list[list[tupl
     With passes > 1 the survivors are re-checked on windows around their corrected boxes: a
     crop centred on the defect sees all of it, so the box and the class both improve.
     Last, with merge_gap set, same-class boxes that touch end to end are joined (`merge_touching`;
-    merge_overlap is then required, as the model's meta stores both).
+    merge_overlap is then required, as the model's meta stores both). views: of each crop
+    (Refiner.forward).
     """
     for _ in range(passes):
-        dets = _recheck_once(refiner, out, dets, stride, floor, nms_iou)
+        dets = _recheck_once(refiner, out, dets, stride, floor, nms_iou, views)
     return dets if merge_gap is None else [merge_touching(ds, merge_gap, merge_overlap) for ds in dets]
 
 
 def _recheck_once(refiner: Refiner, out: dict[str, torch.Tensor], dets: list[list[tuple]],
-                  stride: float, floor: float, nms_iou: float) -> list[list[tuple]]:
+                  stride: float, floor: float, nms_iou: float, views: int = 1) -> list[list[tuple]]:
     flat = [(i, d) for i, ds in enumerate(dets) for d in ds]
     if not flat:
         return [[] for _ in dets]
     index = torch.tensor([i for i, _ in flat])
     boxes = torch.tensor([d[2] for _, d in flat], dtype=torch.float32)
-    logits, fixed = refiner(out["pictures"], index, boxes, peak_probs(out["heat"], index, boxes, stride), stride)
+    logits, fixed = refiner(out["pictures"], index, boxes, peak_probs(out["heat"], index, boxes, stride), stride, views)
     score, cls = F.softmax(logits, -1)[:, :-1].max(dim=1)
     result: list[list[tuple]] = []
     for i in range(len(dets)):

@@ -49,7 +49,8 @@ def propose_stages(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> dict[s
         candidates = decode(out, vlm.stride, meta.refiner["floor"], candidate_limit(meta.max_regions))
         rechecked = recheck(vlm.refiner, out, candidates, vlm.stride, meta.region_floor,
                             meta.refiner.get("nms", 1.0), meta.refiner.get("passes", 1),
-                            meta.refiner.get("merge_gap"), meta.refiner.get("merge_overlap"))
+                            meta.refiner.get("merge_gap"), meta.refiner.get("merge_overlap"),
+                            meta.refiner.get("tta_views", 1))
         decoded = [sorted(ds, key=lambda d: -d[1])[: meta.max_regions] for ds in rechecked]
     stages: dict[str, list[list[Detection]]] = {"candidates": [], "regions": []}
     for cands, dets, frame in zip(candidates, decoded, frames, strict=True):

@@ -17,6 +17,7 @@ from torch import nn
 
 from components.model.patch_embed import as_matmul
 from components.model.spatial_head import SpatialHead
+from components.model.views import dihedral_maps, undo_dihedral
 
 META_FILE = "defectqa.json"
 HEAD_FILE = "spatial_head.pt"
@@ -70,30 +71,6 @@ def normalise(uint8_hwc: np.ndarray | torch.Tensor) -> torch.Tensor:
     x = torch.as_tensor(np.array(uint8_hwc, copy=True) if isinstance(uint8_hwc, np.ndarray)
                         else uint8_hwc).permute(0, 3, 1, 2).float() / 255.0
     return (x - 0.5) / 0.5
-
-
-def dihedral_maps(x: torch.Tensor, k: int) -> torch.Tensor:
-    """View k of (B, C, H, W) square maps, as train/images.dihedral makes them: horizontal flip
-    (k & 1), then vertical flip (k & 2), then transpose (k & 4)."""
-    if k & 1:
-        x = x.flip(3)
-    if k & 2:
-        x = x.flip(2)
-    return x.transpose(2, 3) if k & 4 else x
-
-
-def undo_dihedral(maps: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
-    """The head's maps of view k back in the picture's frame: the steps undone in reverse order;
-    a transpose swaps the x / y channels of offset and size, a flip mirrors its axis' offset
-    (sigmoid(-z) = 1 - sigmoid(z): the peak's sub-cell position mirrored)."""
-    heat, off, size = maps["heat"], maps["offset"], maps["size"]
-    if k & 4:
-        heat, off, size = heat.transpose(2, 3), off.transpose(2, 3)[:, [1, 0]], size.transpose(2, 3)[:, [1, 0]]
-    if k & 2:
-        heat, off, size = heat.flip(2), off.flip(2) * torch.tensor([1.0, -1.0])[:, None, None], size.flip(2)
-    if k & 1:
-        heat, off, size = heat.flip(3), off.flip(3) * torch.tensor([-1.0, 1.0])[:, None, None], size.flip(3)
-    return {"heat": heat, "offset": off, "size": size}
 
 
 class DefectVLM(nn.Module):

@@ -70,7 +70,7 @@ def new_model(cfg: Config, dataset_version: str = "") -> DefectVLM:
     refiner = ({"floor": m.refine_floor, "crop": m.refine_crop, "context": m.refine_context, "nms": m.refine_nms_iou,
                 "passes": m.refine_passes, "max_side": m.refine_max_side,
                 "merge_gap": m.refine_merge_gap if m.refine_merge_touching else None, "merge_overlap": m.refine_merge_overlap,
-                "topology": m.refine_topology}
+                "topology": m.refine_topology, "tta_views": m.refine_tta_views}
                if m.refine else {})
     meta = Meta(list(cfg.data.classes), m.input_size, m.patch_size, m.max_regions, m.region_floor, m.head_channels,
                 dataset_version=dataset_version, refiner=refiner,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from components.model.spatial_head import build_targets, decode
-from components.model.vlm import dihedral_maps, undo_dihedral
+from components.model.views import dihedral_maps, undo_dihedral, undo_window
 from components.train.images import dihedral
 
 SIDE, STRIDE = 448, 16.0
@@ -54,3 +54,30 @@ def test_a_trained_model_answers_with_views(tiny_model, boards):
     assert torch.equal(one["pictures"], eight["pictures"])
     with pytest.raises(ValueError, match="1..8"):
         vlm.spatial(pic, views=9)
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_a_refiner_box_said_on_a_view_comes_back_to_the_crop(k):
+    from components.train.refine import _flip
+
+    goal = torch.tensor([[0.12, -0.3, -0.7, -1.1]])
+    seed = next(s for s in range(200) if int(torch.randint(8, (1,), generator=torch.Generator().manual_seed(s))) == k)
+    _, _, seen = _flip(torch.zeros(1, 3, 8, 8), torch.zeros(1, 2), goal, torch.Generator().manual_seed(seed))
+    assert torch.allclose(undo_window(seen, k), goal)
+
+
+def test_the_refiner_averages_its_views(tiny_model, boards):
+    from components.model.fuse import fuse, open_gray
+    from components.model.vlm import DefectVLM
+
+    vlm = DefectVLM.load(tiny_model.model("quantize"))
+    pic = np.asarray(fuse(open_gray(boards[0].test_path), boards[0].template_path, vlm.meta.input_size))[None]
+    out = vlm.spatial(pic)
+    boxes = torch.tensor([[100.0, 80.0, 130.0, 120.0], [20.0, 30.0, 60.0, 44.0]])
+    index, probs = torch.zeros(2, dtype=torch.long), torch.full((2, len(vlm.meta.classes)), 0.5)
+    one = vlm.refiner(out["pictures"], index, boxes, probs, vlm.stride)
+    same = vlm.refiner(out["pictures"], index, boxes, probs, vlm.stride, views=1)
+    eight = vlm.refiner(out["pictures"], index, boxes, probs, vlm.stride, views=8)
+    assert torch.equal(one[0], same[0])
+    assert torch.allclose(eight[0].exp().sum(1), torch.ones(2), atol=1e-5)  # log of a mean probability
+    assert eight[1].shape == (2, 4) and not torch.allclose(one[1], eight[1])
