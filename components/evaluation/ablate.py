@@ -62,6 +62,8 @@ ROWS = (
         note="int8; the refiner checks each candidate once and overlapping or touching corrected boxes are all kept"),
     Row("refinement: no end-to-end merge", "quantize", variant="no_touch_merge",
         note="int8; same-class boxes that touch end to end stay apart (model.refine_merge_touching=false)"),
+    Row("+refiner test-time flips (option)", "quantize", variant="refiner_views",
+        note="int8; the refiner classifies each crop in all 8 flips/rotations and averages (model.refine_tta_views=8)"),
 )
 
 NOT_DONE = (
@@ -164,8 +166,16 @@ def _no_touch_merge(vlm) -> list[int]:
     return calls
 
 
+def _refiner_views(vlm) -> list[int]:
+    """The refiner in all 8 test-time views of each crop (views.py). The counter is 1 when there is
+    a refiner and it was not in 8 views already."""
+    calls = [int(vlm.refiner is not None and vlm.meta.refiner.get("tta_views", 1) != 8)]
+    vlm.meta.refiner = {**vlm.meta.refiner, "tta_views": 8}
+    return calls
+
+
 VARIANTS = {"cell_centre": _cell_centre, "no_refine": _no_refine, "one_pass": _one_pass,
-            "no_touch_merge": _no_touch_merge}
+            "no_touch_merge": _no_touch_merge, "refiner_views": _refiner_views}
 
 
 # ---- the rows ---------------------------------------------------------------------------

@@ -119,9 +119,12 @@ def follow(inspector, results: list[ImageResult], cfg: EvalConfig, templates_as_
     return rows
 
 
+def _size_names(edges: tuple[float, ...]) -> list[str]:
+    return [f"< {edges[0]:g} px", *(f"{a:g}-{b:g} px" for a, b in itertools.pairwise(edges)), f">= {edges[-1]:g} px"]
+
+
 def _size_bin(size: float, edges: tuple[float, ...]) -> str:
-    names = [f"< {edges[0]:g} px", *(f"{a:g}-{b:g} px" for a, b in itertools.pairwise(edges)), f">= {edges[-1]:g} px"]
-    return names[int(np.searchsorted(edges, size, side="right"))]
+    return _size_names(edges)[int(np.searchsorted(edges, size, side="right"))]
 
 
 def _contrast_bins(values: list[float]) -> tuple[list[str], list[float]]:
@@ -129,8 +132,12 @@ def _contrast_bins(values: list[float]) -> tuple[list[str], list[float]]:
     if not values:
         return [], []
     edges = [float(e) for e in np.quantile(values, [1 / 3, 2 / 3])]
-    names = (f"low (< {edges[0]:.3f})", "mid", f"high (>= {edges[1]:.3f})")
+    names = _contrast_names(edges)
     return [names[int(np.searchsorted(edges, v, side="right"))] for v in values], edges
+
+
+def _contrast_names(edges: list[float]) -> tuple[str, ...]:
+    return (f"low (< {edges[0]:.3f})", "mid", f"high (>= {edges[1]:.3f})") if edges else ()
 
 
 def report(rows: list[Followed], cfg: EvalConfig) -> dict:
@@ -139,12 +146,15 @@ def report(rows: list[Followed], cfg: EvalConfig) -> dict:
     contrast_bin, edges = _contrast_bins([r.contrast for r in rows])
     keys = {"class": [r.box.cls for r in rows], "size": [_size_bin(r.size_px, cfg.miss_size_edges_px) for r in rows],
             "neighbours": [r.neighbours for r in rows], "contrast": contrast_bin}
+    # Bins in their own order (small to large, low to high), classes by name.
+    order = {"class": sorted(set(keys["class"])), "size": _size_names(cfg.miss_size_edges_px),
+             "neighbours": list(NEIGHBOURS), "contrast": list(_contrast_names(edges))}
     by: dict[str, dict[str, dict]] = {}
     for dim in DIMENSIONS:
         groups: dict[str, list[Followed]] = defaultdict(list)
         for r, k in zip(rows, keys[dim], strict=True):
             groups[k].append(r)
-        by[dim] = {k: _tally(v) for k, v in sorted(groups.items())}
+        by[dim] = {k: _tally(groups[k]) for k in order[dim] if k in groups}
     misses = [r for r in rows if r.outcome != FOUND]
     return {"n_defects": len(rows), **_tally(rows), "by": by, "contrast_edges": edges,
             "examples": [{"image_id": r.image_id, "class": r.box.cls, "box": [r.box.x1, r.box.y1, r.box.x2, r.box.y2],

@@ -77,6 +77,8 @@ def test_the_breakdowns_add_up_to_the_totals():
             assert sum(t["lost"][step] for t in rep["by"][dim].values()) == rep["lost"][step]
     assert rep["by"]["size"]["< 30 px"] == {"n": 3, "recall": 2 / 3, "lost": {**rep["lost"], "dropped by the refiner": 0}}
     assert rep["by"]["size"][">= 40 px"]["lost"]["dropped by the refiner"] == 1
+    assert list(rep["by"]["size"]) == ["< 30 px", ">= 40 px"]  # small to large, not by name
+    assert [k.split()[0] for k in rep["by"]["contrast"]] == ["low", "mid", "high"]
     assert rep["by"]["neighbours"]["same cell"]["recall"] == 0.0
     assert [e["lost"] for e in rep["examples"]] == ["not proposed", "dropped by the refiner"]
     assert "not proposed" in misses.table(rep)
