@@ -70,6 +70,19 @@ def _model_dir(cfg, uri: str | None) -> Path:
         _fail(f"{exc}\n(run `defectqa retrain` first, or pick a version: `defectqa models`)")
 
 
+def _model_and_samples(cfg, model: str | None, data: Path, max_images: int):
+    """The model folder and the boards of an evaluation folder (at most max_images: 0 keeps
+    eval.max_images), or a clear error naming what is wrong."""
+    from components.evaluation.run import samples_of
+
+    cfg.eval.max_images = max_images or cfg.eval.max_images
+    model_dir = _model_dir(cfg, model)
+    try:
+        return model_dir, samples_of(data, cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+
+
 def _drop_and_month(cfg, drop: Path | None, month: str | None, bundled_month: str | None, drop_arg: str):
     """The drop folder and month a command works on: those given, or a bundled month's drop
     (written under the workdir), named by its month unless --month says otherwise."""
@@ -193,15 +206,10 @@ def evaluate(
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
     """Ask the model about every board and template of a folder; print the metrics as a JSON line."""
-    from components.evaluation.run import evaluate_model, json_line, samples_of
+    from components.evaluation.run import evaluate_model, json_line
 
     cfg = _cfg(params, set_, line)
-    cfg.eval.max_images = max_images or cfg.eval.max_images
-    model_dir = _model_dir(cfg, model)
-    try:
-        samples = samples_of(data, cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    model_dir, samples = _model_and_samples(cfg, model, data, max_images)
     metrics = evaluate_model(model_dir, samples, cfg, report, str(model or "champion"), export=export,
                              templates_as_input=not no_template, robustness=robustness, blur_check=blur_check)
     typer.echo(f"report: {report / 'report.html'}" + (f"; export: {export}" if export else ""), err=True)
@@ -219,15 +227,10 @@ def misses(
 ):
     """Where the describe-all answers' missed defects are lost (not proposed, dropped or misnamed by the
     refiner, left out of the answer), by class, size, neighbours and contrast."""
-    from components.evaluation.run import miss_report, samples_of
+    from components.evaluation.run import miss_report
 
     cfg = _cfg(params, set_, line)
-    cfg.eval.max_images = max_images or cfg.eval.max_images
-    model_dir = _model_dir(cfg, model)
-    try:
-        samples = samples_of(data, cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    model_dir, samples = _model_and_samples(cfg, model, data, max_images)
     text = miss_report(model_dir, samples, cfg, out, templates_as_input=not no_template)
     typer.echo(text)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from prefect import flow
 
 from components import config as config_mod
+from components.data.split import load_accepted, split_groups, split_samples
+from components.data.validate import dataset_version
 from components.evaluation import crossval
 from components.line import DEFAULT_LINE
 from components.pipeline import RunLayout, run_key
@@ -28,9 +30,6 @@ def crossval_flow(groups: list[str] | None = None, overrides: list[str] | None =
                   line: str = DEFAULT_LINE, max_minutes: float = 0.0, command: str = "") -> dict:
     """Per held-out group (default: every accepted group): metrics, gate verdict, run folder."""
     cfg = config_mod.load(params_file, overrides, line)
-    from components.data.split import load_accepted
-    from components.data.validate import dataset_version
-
     accepted = load_accepted(cfg)
     version = dataset_version(cfg)
     if not accepted or version is None:
@@ -45,10 +44,10 @@ def crossval_flow(groups: list[str] | None = None, overrides: list[str] | None =
             spent = (time.monotonic() - started) / 60
             if max_minutes and folds and spent + spent / len(folds) > max_minutes:
                 skipped.append(g)
-                continue
-            folds[g] = _fold(crossval.fold_config(cfg, g, present), accepted, version, g)
-            crossval.write_summary(out, folds, _meta(version, command, chosen, skipped))
-    text = crossval.write_summary(out, folds, _meta(version, command, chosen, skipped))
+            else:
+                folds[g] = _fold(crossval.fold_config(cfg, g, present), accepted, version, g)
+            # After every group, so a long run's finished folds are on disk.
+            text = crossval.write_summary(out, folds, _meta(version, command, chosen, skipped))
     print(text)
     if skipped:
         print(f"not run (max_minutes {max_minutes:g} reached): {', '.join(skipped)}")
@@ -60,8 +59,6 @@ def _meta(version: str, command: str, chosen: list[str], skipped: list[str]) -> 
 
 
 def _fold(cfg, accepted: list, version: str, group: str) -> dict:
-    from components.data.split import split_groups, split_samples
-
     splits = split_samples(accepted, cfg)
     run_dir = str(cfg.paths.runs_dir / run_key(cfg, version))
     run_id = tracking.start_run(cfg, f"crossval-{group}", {"crossval": group, "dataset_version": version,

@@ -21,11 +21,10 @@ TABLE = "summary.md"
 
 def calib_group(cfg: Config, held_out: str, groups: list[str]) -> str:
     """The fold's calibration group: the configured one when it is there and not held out."""
-    listed = [g for g in cfg.data.calib_groups if g in groups and g != held_out]
-    others = [g for g in sorted(groups) if g != held_out]
-    if not (listed or others[1:]):  # one group trains, one calibrates, one is held out
+    if len(set(groups)) < 3:  # one is held out, one calibrates, at least one trains
         raise ValueError(f"leave-one-group-out needs at least 3 accepted groups, got {sorted(groups)}")
-    return (listed or others)[0]
+    listed = [g for g in cfg.data.calib_groups if g in groups and g != held_out]
+    return (listed or [g for g in sorted(groups) if g != held_out])[0]
 
 
 def fold_config(cfg: Config, held_out: str, groups: list[str]) -> Config:

@@ -133,7 +133,6 @@ class Inspector:
         return [self._calibrated(regs, template is not None)
                 for regs, (_, template) in zip(self._propose(boards)[2], boards, strict=True)]
 
-    @torch.no_grad()
     def stage_regions(self, boards: list[tuple]) -> list[dict[str, list[Detection]]]:
         """Per (board, template-or-None) pair, what each step of the spatial branch keeps (raw
         scores): {"candidates": the head's peaks, "regions": after the refiner}; see regions.propose_stages."""

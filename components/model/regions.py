@@ -31,34 +31,43 @@ def calibrate(score: float, calibration: dict) -> float:
 def propose(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> list[list[Detection]]:
     """Candidates per picture, in reading order, boxes in original pixels, conf = raw head score
     (or, when the model has a refiner, its probability of its class, on its corrected box)."""
-    return propose_stages(vlm, images_uint8, frames)["regions"]
+    _, decoded = _decoded(vlm, images_uint8)
+    return [_regions(dets, frame, vlm.meta.classes) for dets, frame in zip(decoded, frames, strict=True)]
 
 
 @torch.no_grad()
 def propose_stages(vlm, images_uint8: np.ndarray, frames: list[Frame]) -> dict[str, list[list[Detection]]]:
     """What each step of the spatial branch keeps, per picture, boxes in original pixels:
-    "candidates" (the head's peaks; with a refiner, at its generous floor) and "regions" (what the
-    language model is shown: after the refiner, in reading order). The miss report reads both."""
+    "candidates" (the head's peaks; with a refiner, at its generous floor) and "regions" (what
+    `propose` returns: what the language model is shown). The miss report reads both."""
+    candidates, decoded = _decoded(vlm, images_uint8)
+    classes = vlm.meta.classes
+    return {"candidates": [[Detection(classes[k], frame.to_original(b), s) for k, s, b in cands]
+                           for cands, frame in zip(candidates, frames, strict=True)],
+            "regions": [_regions(dets, frame, classes) for dets, frame in zip(decoded, frames, strict=True)]}
+
+
+def _decoded(vlm, images_uint8: np.ndarray) -> tuple[list[list[tuple]], list[list[tuple]]]:
+    """(the head's candidates, the regions kept of them) per picture, as (class id, score, box in
+    model pixels); without a refiner both are the head's peaks above the region floor."""
     out = vlm.spatial(images_uint8)
     meta = vlm.meta
     if vlm.refiner is None:
         candidates = decode(out, vlm.stride, meta.region_floor, meta.max_regions)
-        decoded = candidates
-    else:
-        # The head proposes generously; the refiner names each candidate (or drops it).
-        candidates = decode(out, vlm.stride, meta.refiner["floor"], candidate_limit(meta.max_regions))
-        rechecked = recheck(vlm.refiner, out, candidates, vlm.stride, meta.region_floor,
-                            meta.refiner.get("nms", 1.0), meta.refiner.get("passes", 1),
-                            meta.refiner.get("merge_gap"), meta.refiner.get("merge_overlap"),
-                            meta.refiner.get("tta_views", 1))
-        decoded = [sorted(ds, key=lambda d: -d[1])[: meta.max_regions] for ds in rechecked]
-    stages: dict[str, list[list[Detection]]] = {"candidates": [], "regions": []}
-    for cands, dets, frame in zip(candidates, decoded, frames, strict=True):
-        stages["candidates"].append([Detection(meta.classes[k], frame.to_original(b), s) for k, s, b in cands])
-        regs = [Detection(meta.classes[k], frame.to_original(box), score) for k, score, box in dets]
-        order = reading_order([Box(*r.box, cls=r.cls) for r in regs])
-        stages["regions"].append([regs[i] for i in order])
-    return stages
+        return candidates, candidates
+    # The head proposes generously; the refiner names each candidate (or drops it).
+    candidates = decode(out, vlm.stride, meta.refiner["floor"], candidate_limit(meta.max_regions))
+    rechecked = recheck(vlm.refiner, out, candidates, vlm.stride, meta.region_floor,
+                        meta.refiner.get("nms", 1.0), meta.refiner.get("passes", 1),
+                        meta.refiner.get("merge_gap"), meta.refiner.get("merge_overlap"),
+                        meta.refiner.get("tta_views", 1))
+    return candidates, [sorted(ds, key=lambda d: -d[1])[: meta.max_regions] for ds in rechecked]
+
+
+def _regions(dets: list[tuple], frame: Frame, classes: list[str]) -> list[Detection]:
+    """Decoded (class id, score, box) as Detections in original pixels, in reading order."""
+    regs = [Detection(classes[k], frame.to_original(box), score) for k, score, box in dets]
+    return [regs[i] for i in reading_order([Box(*r.box, cls=r.cls) for r in regs])]
 
 
 def descriptor(i: int, region: Detection, size: tuple[int, int], reading: Reading) -> list[str]:

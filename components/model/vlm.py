@@ -116,6 +116,8 @@ class DefectVLM(nn.Module):
         views = views or self.meta.tta_views
         if not 1 <= views <= 8:
             raise ValueError(f"tta_views must be 1..8 (of the 8 flips/rotations), got {views}")
+        if views == 1:
+            return {**self.head(self.patch_grid(patchify(x, self.meta.patch_size), x.shape[0])), "pictures": x}
         b = x.shape[0]
         seen = torch.cat([dihedral_maps(x, k) for k in range(views)])
         out = self.head(self.patch_grid(patchify(seen, self.meta.patch_size), seen.shape[0]))

@@ -3,12 +3,10 @@ calibrates on another, is an MLflow run and is judged by the gate; nothing is re
 rerun resumes the finished folds and max_minutes stops starting new ones."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.conftest import TINY
-from tests.flow.test_monthly_retrain import make_drop
+from tests.flow.test_monthly_retrain import make_drop, use_local_prefect
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 
@@ -17,10 +15,7 @@ GROUPS = {"group00041": 3, "group13000": 2, "group77000": 1, "group92000": 1}
 
 @pytest.fixture(scope="module")
 def folds(tmp_path_factory, deeppcb_dir):
-    work = tmp_path_factory.mktemp("crossval")
-    (work / "prefect").mkdir()
-    os.environ["PREFECT_HOME"] = str(work / "prefect")
-    os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{work / 'prefect' / 'prefect.db'}"
+    work = use_local_prefect(tmp_path_factory.mktemp("crossval"))
     from components import config
     from components.data.ingest import ingest
     from components.data.validate import validate_drop

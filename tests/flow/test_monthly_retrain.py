@@ -30,14 +30,19 @@ def make_drop(root: Path, dest: Path, groups: dict[str, int]) -> Path:
     return dest
 
 
-@pytest.fixture(scope="module")
-def replay(tmp_path_factory, deeppcb_dir):
-    work = tmp_path_factory.mktemp("flow")
-    # Home and database named outright: when an earlier test module already loaded Prefect's
-    # settings, the temporary server otherwise looks for its SQLite file where none can be made.
+def use_local_prefect(work: Path) -> Path:
+    """Point this process's Prefect at a home and database under work (returned). Named
+    outright: when an earlier test module already loaded Prefect's settings, the temporary
+    server otherwise looks for its SQLite file where none can be made."""
     (work / "prefect").mkdir()
     os.environ["PREFECT_HOME"] = str(work / "prefect")
     os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{work / 'prefect' / 'prefect.db'}"
+    return work
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory, deeppcb_dir):
+    work = use_local_prefect(tmp_path_factory.mktemp("flow"))
     from flows.monthly_retrain import monthly_retrain
 
     overrides = TINY + [f"paths.workdir={work / 'state'}", "eval.max_images=0"]
