@@ -103,11 +103,12 @@ class DataConfig:
         "Board groups kept out of training to fit the confidence calibration (comma-separated); also the "
         "language model's boards when train.lm_split=calib."))
     holdout_share: float = field(default=0.2, metadata=_help(
-        "For drops whose groups are not listed above: share (0-1) of groups held out for evaluation, chosen by a "
-        "stable hash of the group name."))
+        "Share (0-1) of each drop's new groups held out, never trained on (rounded half up: a one-group drop "
+        "at 0.2 trains on it); listed holdout_groups count first, then lowest name hash. A group keeps its "
+        "first drop's split: the gate judges the union held out so far (components/data/split.py)."))
     calib_share: float = field(default=0.1, metadata=_help(
         "When none of calib_groups is among the accepted boards (another line's drops): share (0-1) of the "
-        "unlisted groups that calibrate confidences instead, by the same hash (after holdout_share's)."))
+        "groups of each drop that calibrate confidences instead, by the same hash (after holdout_share's)."))
 
 
 @dataclass
@@ -210,6 +211,17 @@ class TrainConfig:
     threads: int = field(default=2, metadata=_help(
         "Torch CPU threads, set when the spatial stage starts (process-wide: the later stages of the same "
         "process keep it); match the machine's cores."))
+    warm_start: str = field(default="", metadata=_help(
+        "Continual training: start from this model's weights instead of from scratch; a model folder, or "
+        "`champion` (the line's current one; none yet: cold). Empty: cold. Warm, stages train less "
+        "(warm_start_share, warm_start_lr_share) and skip the text-only warm-up (components/train/warm_start.py). "
+        "Leave-one-group-out folds always start cold."))
+    warm_start_share: float = field(default=0.4, metadata=_help(
+        "With warm_start: share (0-1] of each stage's steps (spatial steps and minutes, refiner epochs, SFT "
+        "and DPO steps) that a warm start trains."))
+    warm_start_lr_share: float = field(default=0.5, metadata=_help(
+        "With warm_start: each stage's peak learning rate is multiplied by this (0-1]: a trained model is "
+        "fine-tuned, not retrained."))
     spatial_steps: int = field(default=520, metadata=_help(
         "Optimizer steps of the spatial-branch training (vision tower + heatmap head); its learning rate "
         "decays over them. A step count, not a time, so that a slower or busier machine gives the same model, "

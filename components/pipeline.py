@@ -26,6 +26,8 @@ SPLIT = ("data.holdout_groups", "data.calib_groups", "data.holdout_share", "data
 """What decides which boards land in train / calib / eval (components/data/split.py)."""
 LM_BOARDS = (*SPLIT, "train.lm_split")
 """What decides the boards the language model learns on (stages.lm_samples)."""
+WARM = ("train.warm_start", "train.warm_start_share", "train.warm_start_lr_share")
+"""What a warm start reads (train/warm_start.py): every training stage that loads or trains weights."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ STAGES: tuple[Stage, ...] = (
            "train.spatial_template_share", "train.spatial_no_template_share", "train.bf16",
            "train.refine_views", "train.refine_epochs", "train.refine_batch", "train.refine_lr",
            "train.refine_box_weight", "train.refine_jitter", "train.refine_jitter_shift",
-           "train.refine_jitter_min_scale", "train.refine_jitter_max_scale")),
+           "train.refine_jitter_min_scale", "train.refine_jitter_max_scale", *WARM)),
     Stage("sft", "sft", ("spatial", "qa"), f"{_RUNNER}.run_sft",
           ("data.classes", "line.words", "line.items", "model.input_size", "eval.iou", *LM_BOARDS, "train.seed",
            "train.threads", "train.warmup_steps", "train.warmup_batch", "train.warmup_lr", "train.warmup_word_dropout",
@@ -66,11 +68,11 @@ STAGES: tuple[Stage, ...] = (
            "train.warmup_length_groups",
            "train.warmup_reading_batch", "qa.out_of_scope_share", "qa.embellish_share",
            "train.sft_epochs", "train.sft_max_steps", "train.sft_batch", "train.sft_lr", "train.sft_lora",
-           "train.lora_r", "train.lora_alpha")),
+           "train.lora_r", "train.lora_alpha", *WARM)),
     Stage("dpo", "dpo", ("sft", "qa"), f"{_RUNNER}.run_dpo",
           ("data.classes", "model.input_size", "eval.iou", *LM_BOARDS, "train.seed", "train.threads",
            "train.dpo_max_steps", "train.dpo_batch", "train.dpo_lr", "train.dpo_beta", "train.lora_r",
-           "train.lora_alpha")),
+           "train.lora_alpha", *WARM)),
     Stage("calibrate", "calibrated", ("dpo",), f"{_RUNNER}.run_calibrate",
           ("data.classes", *SPLIT, "eval.iou", "eval.question", "eval.max_images", "eval.batch_size",
            "eval.ece_bins", "train.calibration", "train.calibration_prior")),

@@ -426,10 +426,13 @@ def stage(
         stage_named(name)
     except ValueError as exc:
         _fail(str(exc))
+    from components.registry.registry import with_warm_start
+
     cfg = _cfg(params, set_, line)
     version = dataset_version(cfg)
     if version is None:
         _fail("no accepted data yet: run `defectqa ingest` and `defectqa validate` first")
+    cfg = with_warm_start(cfg)
     splits = split_samples(load_accepted(cfg), cfg)
     run = RunLayout(cfg.paths.pipeline_dir)
     lm = stages.lm_samples(splits, cfg)

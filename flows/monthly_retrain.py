@@ -125,6 +125,7 @@ def _retrain(cfg: Config, drop_dir: str, month: str, run_id: str) -> dict:
     log.info("split: %s", {k: len(v) for k, v in splits.items()})
     if not splits["train"] or not splits["eval"]:
         raise ValueError(f"need boards in both train and eval splits, got { {k: len(v) for k, v in splits.items()} }")
+    cfg = registry.with_warm_start(cfg)  # before run_key: the weights a warm start begins from are its identity
     run_dir = str(cfg.paths.runs_dir / run_key(cfg, version))
     figures = _train(cfg, splits, run_dir, version, run_id)
     results, champion_eval = _evaluate(cfg, splits, run_dir, run_id, version)

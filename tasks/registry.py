@@ -21,6 +21,12 @@ def current_champion(cfg: Config) -> dict | None:
     return {"version": version, "model_dir": str(registry.resolve(cfg, f"models:/{cfg.registered_model}/{version}"))}
 
 
+@task(name="warm-start", **_REG)
+def with_warm_start(cfg: Config) -> Config:
+    """The config a month trains with: train.warm_start=champion resolved to the champion's folder."""
+    return registry.with_warm_start(cfg)
+
+
 @task(name="gate", cache_policy=NO_CACHE)
 def judge(metrics: dict, cfg: Config, candidate_eval: str, champion_eval: str | None) -> dict:
     """The gate verdict as a dict, published as Prefect artifacts; with a champion, the paired

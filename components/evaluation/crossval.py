@@ -37,6 +37,7 @@ def fold_config(cfg: Config, held_out: str, groups: list[str]) -> Config:
     apply(fold, "data.calib_groups", (calib_group(cfg, held_out, groups),))
     apply(fold, "data.holdout_share", 0.0)
     apply(fold, "data.calib_share", 0.0)
+    apply(fold, "train.warm_start", "")  # a champion, or any month's model, may have trained on the held-out group
     return fold
 
 

@@ -349,5 +349,19 @@ def resolve(cfg: Config, uri: str) -> Path:
     return _model_dir_in(dest)
 
 
+def with_warm_start(cfg: Config) -> Config:
+    """cfg, or with train.warm_start=champion a copy naming the champion's model folder (empty,
+    a cold start, while the line has no champion): the run's identity then names the weights it
+    starts from."""
+    from components.train.warm_start import CHAMPION
+
+    if cfg.train.warm_start != CHAMPION:
+        return cfg
+    version = champion(cfg)
+    folder = str(resolve(cfg, f"models:/{cfg.registered_model}/{version}")) if version else ""
+    print(f"warm start: {f'champion v{version} ({folder})' if version else 'no champion yet, a cold start'}")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, warm_start=folder))
+
+
 def _with_model(cfg: Config, name: str) -> Config:
     return dataclasses.replace(cfg, registered_model=name)

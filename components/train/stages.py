@@ -17,6 +17,7 @@ from components.config import Config
 from components.data.records import Sample
 from components.model.vlm import DefectVLM, Meta
 from components.qa import generate as qagen
+from components.train import warm_start
 
 DONE = "stage.json"
 VIEWS = "views.json"
@@ -97,27 +98,30 @@ def run_spatial(train: list[Sample], cfg: Config, out: Path, dataset_version: st
     if (done := finished(out)) is not None:
         return done
     torch.set_num_threads(cfg.train.threads)
+    t = warm_start.scaled(cfg.train)
     vlm = new_model(cfg, dataset_version)
-    data = FusedSet(train, cfg.data.classes, cfg.model.input_size, cfg.train.spatial_template_share, cfg.train.seed,
-                    cfg.train.spatial_no_template_share)
-    figures = train_spatial(vlm, data, cfg.train, out / "work", log)
+    if t.warm_start:
+        warm_start.load_weights(vlm, t.warm_start)
+    data = FusedSet(train, cfg.data.classes, cfg.model.input_size, t.spatial_template_share, t.seed,
+                    t.spatial_no_template_share)
+    figures = train_spatial(vlm, data, t, out / "work", log)
     if vlm.refiner is not None:
-        figures.update(_train_refiner(vlm, data, cfg))
+        figures.update(_train_refiner(vlm, data, t, cfg.eval.iou))
     vlm.save(out / "model")
     n_images = len(data)
     del data  # ~0.6 MB per board: free it before proposing regions
     _views(vlm, lm_boards or train, cfg, out)
-    return _finish(out, {**figures, "train_images": n_images})
+    return _finish(out, {**figures, "train_images": n_images, "warm_start": t.warm_start})
 
 
-def _train_refiner(vlm: DefectVLM, data, cfg: Config) -> dict:
-    """Stage 1b: the refiner learns on the trained head's proposals over the training boards."""
+def _train_refiner(vlm: DefectVLM, data, t, iou: float) -> dict:
+    """Stage 1b: the refiner learns on the trained head's proposals over the training boards
+    (t: the stage's training settings, warm_start.scaled)."""
     from components.model.refiner import candidate_limit
     from components.train.refine import Jitter, collect, train_refiner
 
-    t = cfg.train
     start = time.time()
-    examples = collect(vlm, vlm.refiner, data, vlm.meta.refiner["floor"], candidate_limit(vlm.meta.max_regions), cfg.eval.iou,
+    examples = collect(vlm, vlm.refiner, data, vlm.meta.refiner["floor"], candidate_limit(vlm.meta.max_regions), iou,
                        t.refine_views, t.seed, jitter=Jitter.from_config(t))
     collect_minutes = (time.time() - start) / 60
     return {**train_refiner(vlm.refiner, examples, t.refine_epochs, t.refine_batch, t.refine_lr, t.seed, t.refine_box_weight),
@@ -144,35 +148,37 @@ def _sample_rows(rows: list[dict], n: int, seed: int) -> list[dict]:
     return rows if len(rows) <= n else rng.sample(rows, n)
 
 
-def _lm_stage(model_dir: Path, train: list[Sample], cfg: Config, out: Path, make_rows, train_fn, max_rows: int,
-              name: str, log: Log, warm_up: bool = False) -> dict:
-    """Shared body of SFT and DPO: load, build rows on the spatial views, (warm up,) train, save."""
+def _lm_stage(model_dir: Path, train: list[Sample], cfg: Config, out: Path, make_rows, train_fn, max_steps: str,
+              batch: str, name: str, log: Log, warm_up: bool = False) -> dict:
+    """Shared body of SFT and DPO: load, build rows on the spatial views, (warm up,) train, save.
+    max_steps, batch: the names of the stage's train settings (read from warm_start.scaled)."""
     if (done := finished(out)) is not None:
         return done
     from components.model.tokenizer import plain_words
 
+    t = warm_start.scaled(cfg.train)
     vlm = DefectVLM.load(model_dir, quantize=False)
     all_rows = make_rows(_views(vlm, train, cfg, model_dir.parent), plain_words(vlm.processor.tokenizer))
-    rows = _sample_rows(all_rows, max_rows, cfg.train.seed)
-    figures = _warm_up(vlm, all_rows, cfg, out, log) if warm_up else {}
-    figures.update(train_fn(vlm, rows, cfg.train, out / "trainer", log))
+    rows = _sample_rows(all_rows, getattr(t, max_steps) * getattr(t, batch), t.seed)
+    figures = _warm_up(vlm, all_rows, cfg, t, out, log) if warm_up else {}
+    figures.update(train_fn(vlm, rows, t, out / "trainer", log))
     vlm.save(out / "model")
     shutil.copyfile(model_dir.parent / VIEWS, out / VIEWS)  # the next stage reads the same views
     return _finish(out, {**figures, f"{name}_rows": len(rows)})
 
 
-def _warm_up(vlm, rows: list[dict], cfg: Config, out: Path, log: Log) -> dict:
+def _warm_up(vlm, rows: list[dict], cfg: Config, t, out: Path, log: Log) -> dict:
     """The text-only warm-up (train/warmup.py) of a from-scratch language model; skipped for a
-    pretrained one (sft_lora) and when SFT resumes from a checkpoint (the warm-up is in it)."""
+    pretrained one (sft_lora), a warm start (t: warm_start.scaled) and when SFT resumes from a
+    checkpoint (the warm-up is in it)."""
     from components.train.lm_common import last_checkpoint
     from components.train.warmup import train_warmup
 
-    if not cfg.train.warmup_steps or cfg.train.sft_lora or last_checkpoint(out / "trainer"):
+    if not t.warmup_steps or t.sft_lora or last_checkpoint(out / "trainer"):
         return {}
     from components.model.tokenizer import plain_words
     from components.train.lm_data import reading_rows
 
-    t = cfg.train
     words = cfg.line.words
     questions = qagen.reading_questions(tuple(cfg.data.classes), words, cfg.qa, t.warmup_steps * t.warmup_reading_batch, t.seed,
                                         cfg.line.items)
@@ -186,7 +192,7 @@ def run_sft(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out
 
     pairs = [qagen.qa_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "qa.jsonl")]
     return _lm_stage(model_dir, train, cfg, out, lambda views, words: sft_rows(pairs, views, words), train_sft,
-                     cfg.train.sft_max_steps * cfg.train.sft_batch, "sft", log, warm_up=True)
+                     "sft_max_steps", "sft_batch", "sft", log, warm_up=True)
 
 
 def run_dpo(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out: Path, log: Log = None) -> dict:
@@ -197,7 +203,7 @@ def run_dpo(model_dir: Path, train: list[Sample], qa_dir: Path, cfg: Config, out
     prefs = [qagen.pref_from_json(r, cfg.data.classes) for r in _read_jsonl(qa_dir / "preferences.jsonl")]
     return _lm_stage(model_dir, train, cfg, out,
                      lambda views, words: dpo_rows(prefs, views, cfg.data.classes, cfg.train.seed, words),
-                     train_dpo, cfg.train.dpo_max_steps * cfg.train.dpo_batch, "dpo", log)
+                     train_dpo, "dpo_max_steps", "dpo_batch", "dpo", log)
 
 
 def run_calibrate(model_dir: Path, calib: list[Sample], cfg: Config, out: Path) -> dict:

@@ -3,18 +3,44 @@ from __future__ import annotations
 
 from components.config import CLASSES, Config
 from components.data.records import Box, Sample
-from components.data.split import split_groups, split_of, split_samples
+from components.data.split import group_splits, split_groups, split_samples
 from components.data.validate import drift_report, drift_table
 
 
-def _samples(groups: dict[str, int]) -> list[Sample]:
-    return [Sample(f"{g}-{i}", g, f"/x/{g}-{i}_test.jpg", None) for g, n in groups.items() for i in range(n)]
+def _samples(groups: dict[str, int], month: str = "") -> list[Sample]:
+    return [Sample(f"{g}-{i}", g, f"/x/{g}-{i}_test.jpg", None, month=month) for g, n in groups.items()
+            for i in range(n)]
 
 
 def test_listed_groups_go_to_their_split():
+    where = group_splits(_samples({"group92000": 1, "group77000": 1, "group00041": 1}), Config())
+    assert where == {"group92000": "eval", "group77000": "calib", "group00041": "train"}
+
+
+def test_each_drop_holds_out_a_share_of_its_new_groups_and_keeps_it():
     cfg = Config()
-    assert split_of("group92000", cfg) == "eval"
-    assert split_of("group77000", cfg) == "calib"
+    month1 = _samples({f"a{i}": 1 for i in range(10)}, "2026-01")
+    first = group_splits(month1, cfg)
+    assert sorted(first.values()).count("eval") == 2  # 0.2 of 10
+    # a one-group drop trains on its group; a five-group drop holds out one of its own
+    later = month1 + _samples({"b0": 2}, "2026-02") + _samples({f"c{i}": 1 for i in range(5)}, "2026-03")
+    where = group_splits(later, cfg)
+    assert {g: where[g] for g in first} == first  # earlier months' splits never change
+    assert where["b0"] == "train" and [where[f"c{i}"] for i in range(5)].count("eval") == 1
+    # the held-out set the gate judges is the union over the months
+    assert len(split_samples(later, cfg)["eval"]) == 3
+    # a group seen again in a later month keeps the split its first month gave it
+    again = later + _samples({g: 1 for g, s in first.items() if s == "eval"}, "2026-04")
+    assert group_splits(again, cfg) == where
+
+
+def test_the_bundled_months_hold_out_the_listed_group_only():
+    cfg = Config()
+    month1 = {"group00041": 2, "group13000": 2, "group20085": 2, "group77000": 2, "group92000": 2}
+    samples = _samples(month1, "2026-01") + _samples({"group44000": 2}, "2026-02") + \
+        _samples({"group50600": 2}, "2026-03")
+    assert split_groups(samples, cfg) == {"train": ["group00041", "group13000", "group20085", "group44000",
+                                                    "group50600"], "calib": ["group77000"], "eval": ["group92000"]}
 
 
 def test_no_group_in_two_splits_and_hash_is_stable():
