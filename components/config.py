@@ -463,6 +463,45 @@ class ServeConfig:
 
 
 @dataclass
+class WaferConfig:
+    """The wafer line's pattern branch (components/model/wafer_pattern.py) and its training
+    (components/train/wafer_pattern.py)."""
+    labels: tuple[str, ...] = field(default=("None", "Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full",
+                                             "Random", "Scratch"), metadata=_help(
+        "The pattern labels, WM-811K's nine; \"None\" (no systematic pattern) must be one of them."))
+    input_size: int = field(default=64, metadata=_help(
+        "Side, in pixels, every bin map is area-resized to (its failing / passing / on-wafer shares per pixel)."))
+    patch_size: int = field(default=8, metadata=_help(
+        "Side, in input pixels, of one vision patch; input_size must be a multiple of twice it."))
+    vision_hidden: int = field(default=128, metadata=_help(
+        "Width of the pattern branch's vision tower (its MLP is 4x this)."))
+    vision_depth: int = field(default=4, metadata=_help(
+        "Transformer blocks of the pattern branch's vision tower."))
+    vision_heads: int = field(default=4, metadata=_help(
+        "Attention heads of the pattern branch's vision tower."))
+    head_channels: int = field(default=128, metadata=_help(
+        "Channels of the pattern head's convolutional trunk on the patch grid."))
+    steps: int = field(default=3000, metadata=_help(
+        "Optimizer steps of the pattern branch."))
+    batch_size: int = field(default=64, metadata=_help(
+        "Maps per step."))
+    lr: float = field(default=1e-3, metadata=_help(
+        "Peak AdamW learning rate (linear warm-up over warmup_share of the steps, then cosine to zero)."))
+    warmup_share: float = field(default=0.05, metadata=_help(
+        "Share of the steps the learning rate warms up over."))
+    weight_decay: float = field(default=0.05, metadata=_help(
+        "AdamW weight decay."))
+    balance_power: float = field(default=0.5, metadata=_help(
+        "Maps are drawn with weight count(label)^-power: 0 draws as the data is (mostly None), 1 draws every label "
+        "equally often."))
+    calib_share: float = field(default=0.1, metadata=_help(
+        "Share of the training maps (by a stable hash of the map id) kept out of training to fit the temperature "
+        "that calibrates the confidences."))
+    seed: int = field(default=0, metadata=_help(
+        "Seed of the initial weights, the draws and the augmentation."))
+
+
+@dataclass
 class Config:
     paths: PathsConfig = field(default_factory=PathsConfig, metadata=_help(
         "Where state lives: work folder, bundled data, DVC remote, MLflow tracking."))
@@ -483,6 +522,8 @@ class Config:
         "What a candidate must reach, and how it is compared with the champion, to be promoted."))
     serve: ServeConfig = field(default_factory=ServeConfig, metadata=_help(
         "The inspector's web service: address, input limits, batching, champion reloads."))
+    wafer: WaferConfig = field(default_factory=WaferConfig, metadata=_help(
+        "The wafer line's pattern branch and its training."))
     registered_model: str = field(default="defect-vlm", metadata=_help(
         "Name of the model in the MLflow registry (aliases champion / challenger), set by the line file: "
         "defect-vlm-<line>, and defect-vlm for pcb."))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 from PIL import Image
 
 from components.data.adapters import Guard
+from components.data.split import group_hash_share
 
 OUTSIDE, PASS, FAIL = 0, 128, 255
 VALUES = (OUTSIDE, PASS, FAIL)
@@ -137,5 +137,5 @@ def check(maps: list[WaferMap], labels: tuple[str, ...], min_side: int, max_side
 def month_of(map_id: str, months: list[str]) -> str:
     """The bundled month a map of the train part replays in: a stable hash of its id, so the
     monthly drops are the same on every machine."""
-    share = int(hashlib.sha256(map_id.encode()).hexdigest()[:12], 16) / 16**12
+    share = group_hash_share(map_id)
     return months[min(int(share * len(months)), len(months) - 1)]
