@@ -473,15 +473,15 @@ class WaferConfig:
         "Side, in pixels, every bin map is area-resized to (its failing / passing / on-wafer shares per pixel)."))
     patch_size: int = field(default=8, metadata=_help(
         "Side, in input pixels, of one vision patch; input_size must be a multiple of twice it."))
-    vision_hidden: int = field(default=128, metadata=_help(
+    vision_hidden: int = field(default=64, metadata=_help(
         "Width of the pattern branch's vision tower (its MLP is 4x this)."))
-    vision_depth: int = field(default=4, metadata=_help(
+    vision_depth: int = field(default=2, metadata=_help(
         "Transformer blocks of the pattern branch's vision tower."))
-    vision_heads: int = field(default=4, metadata=_help(
+    vision_heads: int = field(default=2, metadata=_help(
         "Attention heads of the pattern branch's vision tower."))
-    head_channels: int = field(default=128, metadata=_help(
+    head_channels: int = field(default=64, metadata=_help(
         "Channels of the pattern head's convolutional trunk on the patch grid."))
-    steps: int = field(default=3000, metadata=_help(
+    steps: int = field(default=1500, metadata=_help(
         "Optimizer steps of the pattern branch."))
     batch_size: int = field(default=64, metadata=_help(
         "Maps per step."))
