@@ -6,7 +6,6 @@ pattern does not change when it is turned, so the branch should not care.
 """
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -14,10 +13,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import get_cosine_schedule_with_warmup
 
 from components.config import WaferConfig
 from components.data.split import group_hash_share
 from components.data.wafer import WaferMap
+from components.model.views import dihedral_maps
 from components.model.wafer_pattern import PatternMeta, WaferPattern, render_batch
 
 
@@ -40,16 +41,8 @@ def dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     for v in range(8):
         sel = k == v
         if sel.any():
-            y = torch.rot90(x[sel], v % 4, (2, 3))
-            out[sel] = y.flip(3) if v >= 4 else y
+            out[sel] = dihedral_maps(x[sel], v)
     return out
-
-
-def lr_at(step: int, cfg: WaferConfig) -> float:
-    warm = max(1, int(cfg.warmup_share * cfg.steps))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, iters: int = 100) -> float:
@@ -94,16 +87,16 @@ def train_pattern(maps: list[WaferMap], cfg: WaferConfig, log: Callable[[int, di
     y = torch.tensor([index[m.label] for m in train])
     weights = draw_weights([m.label for m in train], cfg.balance_power)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = get_cosine_schedule_with_warmup(opt, max(1, int(cfg.warmup_share * cfg.steps)), cfg.steps)
     start, losses = time.perf_counter(), []
     model.train()
     for step in range(cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
         pick = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen)
         loss = F.cross_entropy(model(dihedral(x[pick].float(), gen).to(device)), y[pick].to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
+        schedule.step()
         losses.append(loss.item())
         if log and (step + 1) % 100 == 0:
             log(step + 1, {"wafer_loss": float(np.mean(losses[-100:]))})
