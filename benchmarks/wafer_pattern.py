@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = config.load(overrides=args.set)
+    cfg = config.load(overrides=args.set, line="wafer")
     train = read_npz(args.train)
     if args.max_train:
         random.Random(cfg.wafer.seed).shuffle(train)
@@ -44,7 +44,7 @@ def main() -> None:
     def log(step: int, row: dict) -> None:
         print(f"step {step}: loss {row['wafer_loss']:.3f}", flush=True)
 
-    model, summary = train_pattern(train, cfg.wafer, log, device=args.device)
+    model, summary = train_pattern(train, cfg.data.classes, cfg.wafer, log, device=args.device)
     if args.out:
         model.save(args.out)
     start = time.perf_counter()
@@ -52,7 +52,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     if args.probs_out:
         np.save(args.probs_out, probs.numpy())
-    scores = pattern_metrics(probs, [m.label for m in val], list(cfg.wafer.labels), cfg.eval.ece_bins)
+    scores = pattern_metrics(probs, [m.label for m in val], list(cfg.data.classes), cfg.eval.ece_bins)
     head = {k: v for k, v in scores.items() if k not in ("per_label", "confusion")}
     print(json.dumps({**head, **summary, "score_s_per_map": seconds / len(val)}))
     print("| label | maps | precision | recall | F1 |\n|---|---|---|---|---|")

@@ -465,10 +465,8 @@ class ServeConfig:
 @dataclass
 class WaferConfig:
     """The wafer line's pattern branch (components/model/wafer_pattern.py) and its training
-    (components/train/wafer_pattern.py)."""
-    labels: tuple[str, ...] = field(default=("None", "Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full",
-                                             "Random", "Scratch"), metadata=_help(
-        "The pattern labels, WM-811K's nine; \"None\" (no systematic pattern) must be one of them."))
+    (components/train/wafer_pattern.py). Its labels are the wafer line's classes (lines/wafer.yaml
+    `words`, data.classes)."""
     input_size: int = field(default=64, metadata=_help(
         "Side, in pixels, every bin map is area-resized to (its failing / passing / on-wafer shares per pixel)."))
     patch_size: int = field(default=8, metadata=_help(
@@ -499,6 +497,37 @@ class WaferConfig:
         "that calibrates the confidences."))
     seed: int = field(default=0, metadata=_help(
         "Seed of the initial weights, the draws and the augmentation."))
+    lm_hidden: int = field(default=64, metadata=_help(
+        "Width of the wafer language model (a Qwen3 decoder from config; its MLP is 4x this)."))
+    lm_layers: int = field(default=2, metadata=_help(
+        "Decoder layers of the wafer language model."))
+    lm_heads: int = field(default=2, metadata=_help(
+        "Attention heads of the wafer language model."))
+    evidence_top: int = field(default=3, metadata=_help(
+        "How many of the pattern branch's likeliest labels (with their probability bucket) the language model "
+        "reads beside the question."))
+    lm_maps: int = field(default=6000, metadata=_help(
+        "Training maps (a stable draw of the accepted ones) the language model's QA pairs are made from."))
+    questions_per_map: int = field(default=2, metadata=_help(
+        "QA pairs per map, each of a kind drawn at random (qa/wafer_vocab.KINDS)."))
+    off_share: float = field(default=0.05, metadata=_help(
+        "Share of QA pairs whose question is not about the map (the reading [OFF])."))
+    sft_steps: int = field(default=600, metadata=_help(
+        "trl SFT steps of the wafer language model."))
+    sft_batch: int = field(default=32, metadata=_help(
+        "QA pairs per SFT step."))
+    sft_lr: float = field(default=2e-3, metadata=_help(
+        "Peak SFT learning rate (cosine, 5 % warm-up)."))
+    dpo_steps: int = field(default=100, metadata=_help(
+        "trl DPO steps on the preference pairs (0: no DPO)."))
+    dpo_batch: int = field(default=32, metadata=_help(
+        "Preference pairs per DPO step."))
+    dpo_lr: float = field(default=2e-4, metadata=_help(
+        "DPO learning rate."))
+    dpo_beta: float = field(default=0.1, metadata=_help(
+        "DPO beta: how far the tuned model may move from the SFT model."))
+    latency_questions: int = field(default=200, metadata=_help(
+        "Questions evaluation answers one at a time, end to end, to measure latency (p50, p95)."))
 
 
 @dataclass

@@ -21,19 +21,23 @@ REPO = Path(__file__).resolve().parents[1]
 LINES_DIR = REPO / "lines"
 DEFAULT_LINE = "pcb"
 """The line every command uses unless given `--line`: today's DeepPCB boards."""
+KINDS = ("boxes", "wafer-map")
+"""What a line's drops hold and its questions are about: boxes (defects with boxes on images, the
+pcb and steel lines) or wafer-map (bin maps labelled with one failure pattern each: the wafer
+line, components/data/wafer.py and the wafer modules beside it)."""
 REFERENCE_MODES = ("required", "optional", "none")
 """required: every board comes with its template; optional: a drop may carry templates (a
 DeepPCB drop pairs every board with one, a VOC/COCO drop has none); none: the line has no
 reference images."""
 APPLIED = ("registered_model", "gate")
 """Fields of a line file that set keys outside the `line` section (see LineFile)."""
-OPTIONAL = ("gate", "heldout_words")
+OPTIONAL = ("gate", "heldout_words", "kind")
 """Fields a line file may leave out (no gate field: the config's gate section as it is; no
-heldout_words: evaluation names each class by its first training words)."""
+heldout_words: evaluation names each class by its first training words; no kind: boxes)."""
 THRESHOLD = ("min_", "max_")
 """A line's gate field sets thresholds only (gate.min_* / gate.max_*): how a candidate is
 compared with its champion (margins, bootstrap) is the platform's, the same for every line."""
-FILE_ONLY = ("line.name", "line.words", "line.heldout_words", "line.items", "paths.line")
+FILE_ONLY = ("line.name", "line.kind", "line.words", "line.heldout_words", "line.items", "paths.line")
 """Keys only a line file sets (a name is its file's, words and items need their structure),
 never params.yaml or --set."""
 
@@ -72,6 +76,9 @@ class LineConfig:
     name: str = field(default=DEFAULT_LINE, metadata=help_meta(
         "The product line (`--line`): its file is lines/<name>.yaml, which sets this section, data.classes, "
         "registered_model and the gate thresholds it lists."))
+    kind: str = field(default="boxes", metadata=help_meta(
+        "What the line's drops hold: boxes (images with defect boxes; every PCB-style command) or wafer-map (bin "
+        "maps with one pattern label each; `defectqa evaluate --line wafer`, the wafer modules)."))
     reference: str = field(default="optional", metadata=help_meta(
         "Whether a board comes with a defect-free template: required (validation quarantines a board without "
         "one), optional (DeepPCB drops pair each board with one, VOC/COCO drops have none) or none."))
@@ -136,7 +143,8 @@ def read_line(line: str | Path) -> LineFile:
         raise LineError(f"no line {str(line)!r}: {where} does not exist (lines: {', '.join(known_lines())})")
     raw = _mapping(path, where)
     structured = ("words", "heldout_words", "items")
-    own = {f.name: _scalar(raw, f.name, f.default, where) for f in dataclasses.fields(LineConfig) if f.name not in structured}
+    own = {f.name: _scalar(raw, f.name, f.default, where) for f in dataclasses.fields(LineConfig)
+           if f.name not in structured and (f.name in raw or f.name not in OPTIONAL)}
     words = _words(raw["words"], where)
     parsed = LineConfig(**own, words=words, heldout_words=_heldout(raw.get("heldout_words") or {}, words, where),
                         items=_items(raw["items"], where))
@@ -168,6 +176,8 @@ def file_key(key: str) -> str | None:
 
 def check(line: LineConfig, where: str) -> None:
     """What the line's values must satisfy wherever they come from (its file, params.yaml, --set)."""
+    if line.kind not in KINDS:
+        raise LineError(f"{where}: field 'kind': {line.kind!r} is not one of {', '.join(KINDS)}")
     if line.reference not in REFERENCE_MODES:
         raise LineError(f"{where}: field 'reference': {line.reference!r} is not one of {', '.join(REFERENCE_MODES)}")
     for axis in ("width", "height"):

@@ -142,8 +142,8 @@ def test_a_file_that_is_no_mapping_is_refused(tmp_path):
 
 
 def test_an_unknown_line_names_the_lines_there_are():
-    with pytest.raises(LineError, match=r"no line 'wafer': lines/wafer.yaml does not exist \(lines: pcb, steel\)"):
-        config.load(None, line="wafer")
+    with pytest.raises(LineError, match=r"no line 'wafr': lines/wafr.yaml does not exist \(lines: pcb, steel, wafer\)"):
+        config.load(None, line="wafr")
 
 
 def test_line_steel_reaches_the_config_through_the_cli():
@@ -154,8 +154,23 @@ def test_line_steel_reaches_the_config_through_the_cli():
 
 
 def test_an_unknown_line_is_a_cli_error():
-    result = runner.invoke(app, ["config", "show", "data", "--params", "none", "--line", "wafer"])
-    assert result.exit_code != 0 and "no line 'wafer'" in result.output
+    result = runner.invoke(app, ["config", "show", "data", "--params", "none", "--line", "wafr"])
+    assert result.exit_code != 0 and "no line 'wafr'" in result.output
+
+
+def test_the_wafer_line_is_a_wafer_map_line_with_the_nine_labels():
+    cfg = config.load(None, line="wafer")
+    assert cfg.line.kind == "wafer-map" and cfg.registered_model == "defect-vlm-wafer"
+    assert cfg.data.classes == ("None", "Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random",
+                                "Scratch")
+    assert config.load(None).line.kind == "boxes"
+
+
+def test_an_unknown_line_kind_is_refused(tmp_path):
+    text = (REPO / "lines" / "steel.yaml").read_text().replace("name: steel", "name: odd\nkind: voxels")
+    (tmp_path / "odd.yaml").write_text(text)
+    with pytest.raises(LineError, match=r"field 'kind': 'voxels' is not one of boxes, wafer-map"):
+        read_line(tmp_path / "odd.yaml")
 
 
 def _commands():

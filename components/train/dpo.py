@@ -21,7 +21,7 @@ def train_dpo(vlm, rows: list[dict], cfg: TrainConfig, out_dir: Path,
     from trl import DPOConfig, DPOTrainer
 
     freeze_vision(vlm.model)
-    args = DPOConfig(**common_args(cfg, out_dir, cfg.dpo_max_steps, cfg.dpo_batch, cfg.dpo_lr), beta=cfg.dpo_beta)
+    args = DPOConfig(**common_args(cfg.seed, out_dir, cfg.dpo_max_steps, cfg.dpo_batch, cfg.dpo_lr), beta=cfg.dpo_beta)
     trainer = DPOTrainer(model=vlm.model, args=args, train_dataset=to_dataset(rows),
                          processing_class=vlm.processor, peft_config=lora_config(cfg),
                          callbacks=[LogTo(on_log, "dpo")])

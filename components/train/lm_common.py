@@ -27,12 +27,12 @@ def lora_config(cfg: TrainConfig):
                       target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
 
 
-def common_args(cfg: TrainConfig, out_dir: Path, max_steps: int, batch: int, lr: float) -> dict:
+def common_args(seed: int, out_dir: Path, max_steps: int, batch: int, lr: float) -> dict:
     return dict(
         output_dir=str(out_dir), per_device_train_batch_size=batch, learning_rate=lr, max_steps=max_steps,
         lr_scheduler_type="cosine", warmup_steps=max(1, max_steps // 20), logging_steps=10, save_steps=50,
         save_total_limit=1, report_to=[], use_cpu=True, remove_unused_columns=False, max_length=None,
-        dataloader_num_workers=0, seed=cfg.seed, bf16=False, disable_tqdm=False, save_only_model=False,
+        dataloader_num_workers=0, seed=seed, bf16=False, disable_tqdm=False, save_only_model=False,
     )
 
 
@@ -41,7 +41,8 @@ def to_dataset(rows: list[dict]):
     from datasets import Dataset, Image, List
 
     ds = Dataset.from_list(rows)
-    return ds.cast_column("images", List(Image())) if rows and isinstance(rows[0]["images"][0], str) else ds
+    pictures = rows and "images" in rows[0] and isinstance(rows[0]["images"][0], str)
+    return ds.cast_column("images", List(Image())) if pictures else ds
 
 
 def last_checkpoint(out_dir: Path) -> str | None:

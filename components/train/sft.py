@@ -57,7 +57,7 @@ def train_sft(vlm, rows: list[dict], cfg: TrainConfig, out_dir: Path,
 
     freeze_vision(vlm.model)
     steps = min(cfg.sft_max_steps, max(1, int(cfg.sft_epochs * len(rows) / cfg.sft_batch)))
-    args = SFTConfig(**common_args(cfg, out_dir, steps, cfg.sft_batch, cfg.sft_lr), completion_only_loss=True)
+    args = SFTConfig(**common_args(cfg.seed, out_dir, steps, cfg.sft_batch, cfg.sft_lr), completion_only_loss=True)
     trainer = _trainer_class()(model=vlm.model, args=args, train_dataset=to_dataset(rows),
                                processing_class=vlm.processor, peft_config=lora_config(cfg) if cfg.sft_lora else None,
                                callbacks=[LogTo(on_log, "sft")])

@@ -66,20 +66,21 @@ def logits_of(model: WaferPattern, x: torch.Tensor, batch: int = 256) -> torch.T
     return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
-def train_pattern(maps: list[WaferMap], cfg: WaferConfig, log: Callable[[int, dict], None] | None = None,
+def train_pattern(maps: list[WaferMap], labels: tuple[str, ...], cfg: WaferConfig, log: Callable[[int, dict], None] | None = None,
                   device: str = "cpu") -> tuple[WaferPattern, dict]:
     """The trained, calibrated branch (on the CPU) and a summary (maps, loss, temperature, seconds)."""
-    unknown = sorted({m.label for m in maps} - set(cfg.labels))
+    """`labels`: the line's (data.classes), "None" among them."""
+    unknown = sorted({m.label for m in maps} - set(labels))
     if unknown:
-        raise ValueError(f"labels {unknown} are not in wafer.labels {list(cfg.labels)}")
+        raise ValueError(f"labels {unknown} are not the line's labels {list(labels)}")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     train, calib = calib_part(maps, cfg.calib_share)
     if not train or not calib:
         raise ValueError(f"{len(maps)} maps leave {len(train)} to train on and {len(calib)} to calibrate on "
                          f"(wafer.calib_share {cfg.calib_share})")
-    index = {lb: i for i, lb in enumerate(cfg.labels)}
-    meta = PatternMeta(labels=list(cfg.labels), input_size=cfg.input_size, patch_size=cfg.patch_size,
+    index = {lb: i for i, lb in enumerate(labels)}
+    meta = PatternMeta(labels=list(labels), input_size=cfg.input_size, patch_size=cfg.patch_size,
                        vision_hidden=cfg.vision_hidden, vision_depth=cfg.vision_depth,
                        vision_heads=cfg.vision_heads, head_channels=cfg.head_channels)
     model = WaferPattern(meta).to(device)

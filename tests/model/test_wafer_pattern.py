@@ -57,18 +57,19 @@ def test_calibration_maps_are_kept_out_of_training_by_id():
 
 
 def test_training_changes_every_part_learns_an_easy_pattern_and_saves_what_it_answers(tmp_path):
-    cfg = dataclasses.replace(WaferConfig(), labels=("None", "Center"), steps=60, batch_size=16, lr=3e-3,
+    labels = ("None", "Center")
+    cfg = dataclasses.replace(WaferConfig(), steps=60, batch_size=16, lr=3e-3,
                               calib_share=0.2, **TINY)
     maps = _maps(80)
     torch.manual_seed(cfg.seed)
-    before = WaferPattern(PatternMeta(labels=list(cfg.labels), **TINY)).state_dict()
-    model, summary = train_pattern(maps, cfg)
+    before = WaferPattern(PatternMeta(labels=list(labels), **TINY)).state_dict()
+    model, summary = train_pattern(maps, labels, cfg)
     after = model.state_dict()
     assert all(not torch.equal(before[k], after[k]) for k in ("head.out.weight", "visual.blocks.0.mlp.linear_fc1.weight"))
     assert summary["train_maps"] + summary["calib_maps"] == 80 and summary["temperature"] > 0
     probs = model.probabilities([m.grid for m in maps])
     truth = [m.label for m in maps]
-    assert pattern_metrics(probs, truth, list(cfg.labels), 10)["accuracy"] > 0.9
+    assert pattern_metrics(probs, truth, list(labels), 10)["accuracy"] > 0.9
     again = WaferPattern.load(model.save(tmp_path / "m")).probabilities([m.grid for m in maps])
     assert torch.allclose(probs, again, atol=1e-6)
 
@@ -76,8 +77,8 @@ def test_training_changes_every_part_learns_an_easy_pattern_and_saves_what_it_an
 def test_training_refuses_labels_outside_the_line():
     maps = _maps(10)
     maps[3].label = "Blob"
-    with pytest.raises(ValueError, match=r"\['Blob'\] are not in wafer.labels"):
-        train_pattern(maps, dataclasses.replace(WaferConfig(), **TINY))
+    with pytest.raises(ValueError, match=r"\['Blob'\] are not the line's labels"):
+        train_pattern(maps, ("None", "Center"), dataclasses.replace(WaferConfig(), **TINY))
 
 
 def test_metrics_per_label_worst_recall_and_none_false_alarms():

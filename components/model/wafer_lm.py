@@ -1,0 +1,122 @@
+"""The wafer line's language model: a small Qwen3 decoder (the text side of the Qwen3-VL family,
+built from config) that reads the engineer's question beside the pattern branch's evidence and
+writes its reading under a grammar (`qa/wafer_grammar.Reading`): what kind of question it is,
+which pattern it asks about, and which pattern the answer says the map shows. It never writes
+a number: counts, shares, location and shape are measured by code, confidences are the branch's.
+
+The vocabulary is closed (a word-level tokenizer, as on the pcb line): the words of the training
+phrasings, the line's pattern words, the labels, the reading's tokens and the buckets.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+from components.model.tokenizer import _PUNCT, PUNCTUATION, QWEN_SPECIAL, normalize, words_of
+from components.qa.vocab import CONTRACTIONS, FILLER
+from components.qa.wafer_generate import prompt
+from components.qa.wafer_grammar import ANS, NO_LABEL, OFF, READING_TOKENS, Reading
+from components.qa.wafer_vocab import KINDS, NONE, OFF_KIND, OFF_PHRASINGS, PHRASINGS
+
+META_FILE = "wafer_lm.json"
+
+
+@dataclass
+class LMMeta:
+    labels: list[str]
+    words: dict[str, list[list[str]]]
+    items: list[str]
+    hidden: int
+    layers: int
+    heads: int
+    evidence_top: int
+    score_bins: int
+
+
+def vocabulary(meta: LMMeta) -> list[str]:
+    """Special tokens, the reading's tokens, labels, buckets, then every word a training question uses."""
+    known: set[str] = set(FILLER) | set(PUNCTUATION) | set(words_of(" ".join(meta.items)))
+    for text in [q for qs in PHRASINGS.values() for q in qs] + OFF_PHRASINGS:
+        known.update(words_of(text.format(s="", p="", i="")))
+    for pairs in meta.words.values():
+        for s, p in pairs:
+            known.update(words_of(f"{s} {p}"))
+    for long in CONTRACTIONS.values():
+        known.update(long.split())
+    fixed = ["[PAD]", "[UNK]"] + QWEN_SPECIAL + list(READING_TOKENS) + list(KINDS) + list(meta.labels)
+    fixed += [f"s{i}" for i in range(meta.score_bins)]
+    return fixed + sorted(known - set(fixed))
+
+
+def build_tokenizer(meta: LMMeta) -> PreTrainedTokenizerFast:
+    vocab = {w: i for i, w in enumerate(vocabulary(meta))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(_PUNCT), behavior="isolated"),
+                                                 pre_tokenizers.WhitespaceSplit()])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="<|im_end|>",
+                                   clean_up_tokenization_spaces=False)
+
+
+class WaferLM:
+    def __init__(self, meta: LMMeta, model: Qwen3ForCausalLM | None = None):
+        self.meta = meta
+        self.tokenizer = build_tokenizer(meta)
+        self.known = {w for w in self.tokenizer.get_vocab() if w.isalpha() and w.islower()}
+        self.model = model or Qwen3ForCausalLM(Qwen3Config(
+            vocab_size=len(self.tokenizer), hidden_size=meta.hidden, intermediate_size=4 * meta.hidden,
+            num_hidden_layers=meta.layers, num_attention_heads=meta.heads, num_key_value_heads=meta.heads,
+            head_dim=meta.hidden // meta.heads, max_position_embeddings=256, tie_word_embeddings=True,
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id))
+        ids = self.tokenizer.convert_tokens_to_ids
+        self._kinds = ids(list(KINDS) + [OFF])
+        self._patterns = ids([lb for lb in meta.labels if lb != NONE])
+        self._labels = ids(list(meta.labels))
+
+    def prompt(self, question: str, probs: dict[str, float]) -> str:
+        """What the model reads: the question normalised to its words, the branch's evidence, [ASK]."""
+        return prompt(normalize(question, self.known), probs, self.meta.evidence_top, self.meta.score_bins)
+
+    @torch.no_grad()
+    def read(self, question: str, probs: dict[str, float]) -> Reading:
+        """The reading, decoded greedily under the grammar: a kind (or [OFF]); for presence the asked
+        pattern, else `-`; then [ANS] and the decided label."""
+        self.model.eval()
+        ids = self.tokenizer(self.prompt(question, probs), return_tensors="pt").input_ids
+        kind, ids = self._pick(ids, self._kinds)
+        if kind == OFF:
+            return Reading(OFF_KIND)
+        asked = ""
+        if kind == "presence":
+            asked, ids = self._pick(ids, self._patterns)
+        else:
+            ids = self._force(ids, NO_LABEL)
+        decided, _ = self._pick(self._force(ids, ANS), self._labels)
+        return Reading(kind, asked, decided)
+
+    def _pick(self, ids: torch.Tensor, allowed: list[int]) -> tuple[str, torch.Tensor]:
+        logits = self.model(input_ids=ids).logits[0, -1]
+        best = allowed[int(logits[allowed].argmax())]
+        return self.tokenizer.convert_ids_to_tokens(best), torch.cat([ids, torch.tensor([[best]])], 1)
+
+    def _force(self, ids: torch.Tensor, token: str) -> torch.Tensor:
+        return torch.cat([ids, torch.tensor([[self.tokenizer.convert_tokens_to_ids(token)]])], 1)
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        (folder / META_FILE).write_text(json.dumps(asdict(self.meta), indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> WaferLM:
+        folder = Path(folder)
+        if not (folder / META_FILE).exists():
+            raise FileNotFoundError(f"{folder}: not a wafer language model folder (no {META_FILE})")
+        meta = LMMeta(**json.loads((folder / META_FILE).read_text()))
+        return cls(meta, Qwen3ForCausalLM.from_pretrained(folder, local_files_only=True).eval())
+

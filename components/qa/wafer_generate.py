@@ -1,0 +1,99 @@
+"""QA and preference pairs of the wafer line, from each map's label and the pattern branch's
+evidence on it.
+
+A row's prompt is the question, then the branch's evidence `[EV] Center s8 Loc s1 None s0` (its
+`top` most likely labels with their probability bucket), then `[ASK]`; its completion is the
+reading the language model should write (`qa/wafer_grammar.Reading`): the kind the question
+asks, the label it asks about, the pattern the map's label says. Presence questions ask about
+the map's own pattern half of the time and about another one otherwise; "None" maps are asked
+every kind too, and their reading decides None ("no systematic pattern").
+
+Preference pairs (DPO) share the prompt and the right reading; the rejected one names a pattern
+the map does not show: on a None map the branch's likeliest pattern (an invented pattern); where
+the branch's likeliest label is wrong, that label (an overconfident wrong answer); otherwise
+another pattern drawn at random (a wrong pattern).
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from components.qa.wafer_grammar import ASK, EV, Reading
+from components.qa.wafer_vocab import KINDS, NONE, OFF_KIND, OFF_PHRASINGS, PHRASINGS
+
+Words = dict[str, tuple[tuple[str, str], ...]]
+
+
+def evidence(probs: dict[str, float], top: int, bins: int) -> str:
+    """The branch's `top` likeliest labels, likeliest first, each with its bucket s0 .. s<bins-1>."""
+    best = sorted(probs, key=lambda lb: -probs[lb])[:top]
+    return " ".join([EV] + [f"{lb} s{min(int(probs[lb] * bins), bins - 1)}" for lb in best])
+
+
+def prompt(question: str, probs: dict[str, float], top: int, bins: int) -> str:
+    """`question` already normalised (`model/tokenizer.normalize`)."""
+    return f"{question} {evidence(probs, top, bins)} {ASK}"
+
+
+def completion(reading: Reading) -> str:
+    """The reading after the prompt's [ASK], with its leading space: trainers join prompt and
+    completion as text, and a word-level tokenizer would read "[ASK]count" as one unknown word."""
+    return reading.text()[len(ASK):]
+
+
+def ask(kind: str, asked: str, words: Words, items: Sequence[str], rng: random.Random,
+        phrasings: dict[str, list[str]] = PHRASINGS) -> str:
+    """One question of `kind` (about `asked` for presence), in a phrasing drawn from `phrasings`."""
+    pool = OFF_PHRASINGS if kind == OFF_KIND else phrasings[kind]
+    singular, plural = rng.choice(words[asked]) if asked else ("", "")
+    return rng.choice(pool).format(s=singular, p=plural, i=rng.choice(list(items)))
+
+
+def reading_for(kind: str, label: str, labels: Sequence[str], rng: random.Random) -> Reading:
+    """The right reading of a `kind` question about a map labelled `label`."""
+    if kind == OFF_KIND:
+        return Reading(OFF_KIND)
+    asked = ""
+    if kind == "presence":
+        patterns = [lb for lb in labels if lb != NONE]
+        asked = label if label != NONE and rng.random() < 0.5 else rng.choice(patterns)
+    return Reading(kind, asked, label)
+
+
+def qa_rows(labels_probs: Sequence[tuple[str, dict[str, float]]], words: Words, items: Sequence[str], per_map: int,
+            off_share: float, top: int, bins: int, seed: int, normalize=lambda q: q) -> list[dict]:
+    """`per_map` rows per (label, branch probabilities) of a map: a kind drawn per row (OFF with
+    probability off_share), its question phrased at random."""
+    rng = random.Random(seed)
+    labels = list(words)
+    rows = []
+    for index, (label, probs) in enumerate(labels_probs):
+        for _ in range(per_map):
+            kind = OFF_KIND if rng.random() < off_share else rng.choice(KINDS)
+            reading = reading_for(kind, label, labels, rng)
+            question = normalize(ask(kind, reading.asked, words, items, rng))
+            rows.append({"prompt": prompt(question, probs, top, bins), "completion": completion(reading),
+                         "kind": kind, "label": label, "map": index})
+    return rows
+
+
+def preference_rows(rows: Sequence[dict], labels_probs: Sequence[tuple[str, dict[str, float]]],
+                    seed: int) -> list[dict]:
+    """One (prompt, chosen, rejected) per QA row that decides a pattern (see the module doc)."""
+    rng = random.Random(seed)
+    out = []
+    for row in rows:
+        if row["kind"] == OFF_KIND:
+            continue
+        label, probs = labels_probs[row["map"]]
+        likeliest = sorted(probs, key=lambda lb: -probs[lb])
+        if label == NONE:
+            wrong, why = next(lb for lb in likeliest if lb != NONE), "invented"
+        elif likeliest[0] != label:
+            wrong, why = likeliest[0], "overconfident"
+        else:
+            wrong, why = rng.choice([lb for lb in probs if lb != label]), "wrong"
+        chosen = row["completion"]
+        rejected = chosen.replace(f" {label} [EOF]", f" {wrong} [EOF]")
+        out.append({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected, "why": why})
+    return out

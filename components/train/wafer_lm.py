@@ -1,0 +1,77 @@
+"""Train the wafer language model: its QA pairs from the accepted maps (the pattern branch's own
+evidence on each), trl SFT on the readings, then trl DPO on the preference pairs."""
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from components.config import WaferConfig
+from components.data.wafer import WaferMap
+from components.model.tokenizer import SCORE_BINS, normalize
+from components.model.wafer_lm import LMMeta, WaferLM
+from components.model.wafer_pattern import WaferPattern
+from components.qa.wafer_generate import preference_rows, qa_rows
+from components.train.lm_common import LogTo, common_args, last_checkpoint, to_dataset
+
+Words = dict[str, tuple[tuple[str, str], ...]]
+
+
+def evidence_of(branch: WaferPattern, maps: list[WaferMap]) -> list[tuple[str, dict[str, float]]]:
+    """(label, the branch's calibrated probabilities) per map."""
+    probs = branch.probabilities([m.grid for m in maps])
+    return [(m.label, dict(zip(branch.meta.labels, p.tolist(), strict=True))) for m, p in zip(maps, probs, strict=True)]
+
+
+def lm_rows(branch: WaferPattern, maps: list[WaferMap], words: Words, items: tuple[str, ...],
+            cfg: WaferConfig, known: set[str]) -> tuple[list[dict], list[dict]]:
+    """(QA rows, preference rows) from a stable draw of cfg.lm_maps maps."""
+    pick = random.Random(cfg.seed).sample(maps, min(cfg.lm_maps, len(maps)))
+    evidence = evidence_of(branch, pick)
+    rows = qa_rows(evidence, words, items, cfg.questions_per_map, cfg.off_share, cfg.evidence_top, SCORE_BINS,
+                   cfg.seed, normalize=lambda q: normalize(q, known))
+    return rows, preference_rows(rows, evidence, cfg.seed)
+
+
+def new_lm(labels: tuple[str, ...], words: Words, items: tuple[str, ...], cfg: WaferConfig) -> WaferLM:
+    torch.manual_seed(cfg.seed)
+    return WaferLM(LMMeta(labels=list(labels), words={k: [list(p) for p in v] for k, v in words.items()},
+                          items=list(items), hidden=cfg.lm_hidden, layers=cfg.lm_layers, heads=cfg.lm_heads,
+                          evidence_top=cfg.evidence_top, score_bins=SCORE_BINS))
+
+
+def train_sft(lm: WaferLM, rows: list[dict], cfg: WaferConfig, out_dir: Path,
+              log: Callable[[int, dict], None] | None = None) -> dict:
+    """trl SFT on the readings (loss on the completion only), in place; resumes a killed run."""
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(**common_args(cfg.seed, out_dir, cfg.sft_steps, cfg.sft_batch, cfg.sft_lr),
+                     completion_only_loss=True)
+    data = to_dataset([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    trainer = SFTTrainer(model=lm.model, args=args, train_dataset=data, processing_class=lm.tokenizer,
+                         callbacks=[LogTo(log, "wafer_sft")])
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
+    return {"sft_pairs": len(rows), "sft_loss": float(result.training_loss), "sft_s": time.perf_counter() - start}
+
+
+def train_dpo(lm: WaferLM, pairs: list[dict], cfg: WaferConfig, out_dir: Path,
+              log: Callable[[int, dict], None] | None = None) -> dict:
+    """trl DPO on the preference pairs, in place, against a frozen copy of the SFT model."""
+    from trl import DPOConfig, DPOTrainer
+
+    if not cfg.dpo_steps:
+        return {"dpo_pairs": 0}
+    args = DPOConfig(**common_args(cfg.seed, out_dir, cfg.dpo_steps, cfg.dpo_batch, cfg.dpo_lr), beta=cfg.dpo_beta)
+    data = to_dataset([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+    trainer = DPOTrainer(model=lm.model, ref_model=copy.deepcopy(lm.model).eval(), args=args, train_dataset=data,
+                         processing_class=lm.tokenizer, callbacks=[LogTo(log, "wafer_dpo")])
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
+    margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
+    return {"dpo_pairs": len(pairs), "dpo_loss": float(result.training_loss),
+            "dpo_reward_margin": float(margins[-1]) if margins else float("nan"), "dpo_s": time.perf_counter() - start}
