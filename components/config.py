@@ -509,10 +509,22 @@ class WaferConfig:
         "reads beside the question."))
     lm_maps: int = field(default=6000, metadata=_help(
         "Training maps (a stable draw of the accepted ones) the language model's QA pairs are made from."))
+    lm_balance_power: float = field(default=0.5, metadata=_help(
+        "The language model's maps are drawn with weight count(label)^-power (as wafer.balance_power for the "
+        "branch): 0 draws as the data is (mostly None)."))
     questions_per_map: int = field(default=2, metadata=_help(
         "QA pairs per map, each of a kind drawn at random (qa/wafer_vocab.KINDS)."))
     off_share: float = field(default=0.05, metadata=_help(
         "Share of QA pairs whose question is not about the map (the reading [OFF])."))
+    embellish_share: float = field(default=0.5, metadata=_help(
+        "Share of the language model's training questions wrapped as people type them (a lead, a request "
+        "around it, a filler phrase, lower case, no question mark: qa/generate.embellish)."))
+    word_dropout: float = field(default=0.15, metadata=_help(
+        "Chance that a training question's word, other than the words that say its kind (qa/wafer_vocab.KEY_WORDS) "
+        "and the asked pattern's name, is replaced by an unknown word: new words in a question then read as filler."))
+    off_word_dropout: float = field(default=0.5, metadata=_help(
+        "The same for off-topic training questions: a question of words the model never saw reads as not about "
+        "the map."))
     sft_steps: int = field(default=600, metadata=_help(
         "trl SFT steps of the wafer language model."))
     sft_batch: int = field(default=32, metadata=_help(

@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,29 +253,39 @@ def _previous_month_samples(cfg: Config, month: str) -> list[Sample]:
     return accepted_samples(cfg, prev) if prev else []
 
 
-def class_shares(samples: list[Sample], classes: tuple[str, ...]) -> dict[str, float]:
+def shares(names: Iterable[str], classes: tuple[str, ...]) -> dict[str, float]:
+    """Share of each class among names (a box's class, a map's label); names outside classes count too."""
     counts = {c: 0 for c in classes}
-    for s in samples:
-        for b in s.boxes:
-            counts[b.cls] = counts.get(b.cls, 0) + 1
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
     total = sum(counts.values())
     return {c: (n / total if total else 0.0) for c, n in counts.items()}
+
+
+def class_shares(samples: list[Sample], classes: tuple[str, ...]) -> dict[str, float]:
+    return shares((b.cls for s in samples for b in s.boxes), classes)
+
+
+def share_drift(current: dict[str, float], previous: dict[str, float], tolerance: float,
+                previous_month: str | None) -> dict[str, Any]:
+    """Per-class share now vs the previous accepted month (previous empty: none yet); a warning,
+    never a stop. Every line's drift report is this table."""
+    table = {}
+    for c, share in current.items():
+        delta = share - previous[c] if c in previous else None
+        drifted = delta is not None and abs(delta) > tolerance
+        table[c] = {"previous": previous.get(c), "current": share, "delta": delta, "drifted": drifted}
+    drifted = [c for c, v in table.items() if v["drifted"]]
+    return {"previous_month": previous_month if previous else None, "tolerance": tolerance, "classes": table,
+            "drifted": drifted, "warning": bool(drifted)}
 
 
 def drift_report(current: list[Sample], previous: list[Sample], tolerance: float,
                  previous_month: str | None, classes: tuple[str, ...]) -> dict[str, Any]:
     """Per-class share of boxes now vs the previous accepted month; a warning, never a stop."""
-    cur = class_shares(current, classes)
     prev = class_shares(previous, classes) if previous else {}
-    table = {}
-    for c, share in cur.items():
-        delta = share - prev[c] if c in prev else None
-        drifted = delta is not None and abs(delta) > tolerance
-        table[c] = {"previous": prev.get(c), "current": share, "delta": delta, "drifted": drifted}
-    drifted = [c for c, v in table.items() if v["drifted"]]
-    return {"previous_month": previous_month if previous else None, "tolerance": tolerance,
-            "n_boxes": sum(len(s.boxes) for s in current), "classes": table, "drifted": drifted,
-            "warning": bool(drifted)}
+    report = share_drift(class_shares(current, classes), prev, tolerance, previous_month)
+    return {**report, "n_boxes": sum(len(s.boxes) for s in current)}
 
 
 def drift_table(report: dict[str, Any]) -> pd.DataFrame:
@@ -449,7 +460,7 @@ def judge(facts: pd.DataFrame, cfg: Config, require_template: bool, known_ids: d
     known_ids maps ids accepted in other months to their month. Returns the JSON-able
     checkpoint result and one entry per (bad row, reason).
     """
-    result = _run_checkpoint(facts, expectations(cfg, require_template, known_ids), docs_dir)
+    result = run_checkpoint(facts, expectations(cfg, require_template, known_ids), docs_dir)
     bad = []
     for vr in result.run_results.values():
         for r in vr.results:
@@ -459,7 +470,7 @@ def judge(facts: pd.DataFrame, cfg: Config, require_template: bool, known_ids: d
     return json.loads(json.dumps(result.describe_dict(), default=str)), bad
 
 
-def _run_checkpoint(facts: pd.DataFrame, suite_items: list, docs_dir: Path):
+def run_checkpoint(facts: pd.DataFrame, suite_items: list, docs_dir: Path):
     """Ephemeral context -> pandas batch -> suite -> checkpoint that also writes Data Docs."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig

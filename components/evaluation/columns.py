@@ -67,6 +67,20 @@ SUITE: tuple[Column, ...] = (
 COLUMNS: tuple[Column, ...] = DESCRIBE + SUITE
 REPORTED: tuple[str, ...] = tuple(c.key for c in COLUMNS)
 
+WAFER: tuple[Column, ...] = (
+    Column("macro_f1", "macro F1", True), Column("accuracy", "accuracy", True),
+    Column("none_false_alarm", "None FA", False), Column("pattern_recall_min", "worst recall", True),
+    Column("location_accuracy", "location", True), Column("fail_share_mae", "share MAE", False),
+    Column("ece", "ECE", False), Column("question_read_accuracy", "read", True),
+    Column("latency_p50_s", "p50 s", False), Column("latency_p95_s", "p95 s", False),
+    Column("n_maps", "maps", None, count=True), Column("n_questions", "questions", None, count=True),
+)
+"""The wafer line's figures (evaluation/wafer_evaluate.py): the pattern answers' macro F1 over the
+labels, how often a None map gets a pattern, the worst label's recall, what the location and
+share answers state against the map, calibration, the question reading, latency."""
+COLUMNS_OF_KIND: dict[str, tuple[Column, ...]] = {"boxes": COLUMNS, "wafer-map": WAFER}
+"""The reported columns of a line of each kind (components/line.py KINDS)."""
+
 
 def headline(metrics: dict) -> dict[str, float]:
     """Only the scalar entries (what goes to MLflow's log_metrics, the registry and the gate)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,9 +99,13 @@ def _matrix(stats: dict[str, Stats], ids: list[str], keys: list[str]) -> np.ndar
 
 
 def bootstrap(candidate: dict[str, Stats], champion: dict[str, Stats], metrics: list[str], n: int, seed: int,
-              level: float) -> dict[str, tuple[float, float, float]]:
+              level: float, figures_of: Callable[[Stats], dict[str, float]] | None = None
+              ) -> dict[str, tuple[float, float, float]]:
     """metric -> (candidate - champion on all shared boards, the `level` interval's low, high),
-    resampling the shared boards with replacement n times (one draw for both models: paired)."""
+    resampling the shared boards with replacement n times (one draw for both models: paired).
+    figures_of: how summed stats become figures (default: the boards' `figures`; the wafer
+    line passes its maps' `wafer_metrics.sum_figures`)."""
+    figures_of = figures_of or figures
     ids = sorted(set(candidate) & set(champion))
     if not ids:
         raise ValueError("the candidate and the champion were evaluated on no common board")
@@ -108,7 +113,7 @@ def bootstrap(candidate: dict[str, Stats], champion: dict[str, Stats], metrics: 
     a, b = _matrix(candidate, ids, keys), _matrix(champion, ids, keys)
 
     def diffs(rows) -> dict[str, float]:
-        fa, fb = figures(dict(zip(keys, a[rows].sum(0), strict=True))), figures(dict(zip(keys, b[rows].sum(0), strict=True)))
+        fa, fb = (figures_of(dict(zip(keys, m[rows].sum(0), strict=True))) for m in (a, b))
         return {m: fa.get(m, math.nan) - fb.get(m, math.nan) for m in metrics}
 
     rng = np.random.default_rng(seed)

@@ -20,7 +20,7 @@ from components.model.answers import ImageResult, match
 GT_COLOR = (0, 170, 0)
 PRED_COLOR = (220, 0, 0)
 
-_CSS = """
+CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #bbb; padding: 4px 10px; text-align: right; }
@@ -39,14 +39,14 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
-def _data_uri(img: Image.Image, fmt: str = "PNG") -> str:
+def data_uri(img: Image.Image, fmt: str = "PNG") -> str:
     buf = io.BytesIO()
     img.save(buf, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
     mime = "image/jpeg" if fmt == "JPEG" else "image/png"
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
-def _table(table_id: str, header: list[str], rows: list[list]) -> str:
+def html_table(table_id: str, header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -67,19 +67,19 @@ def headline_table(metrics: dict) -> str:
     scalars = headline(metrics)
     rows = [[c.key, _value(c, metrics)] for c in COLUMNS if c.key in scalars]
     rows += [[k, metrics[k]] for k in scalars if k not in REPORTED]
-    return _table("headline", ["metric", "value"], rows)
+    return html_table("headline", ["metric", "value"], rows)
 
 
 def per_class_table(metrics: dict) -> str:
     cols = ["precision", "recall", "f1", "ap50", "tp", "n_pred", "n_gt"]
     rows = [[cls, *(m.get(c, math.nan) for c in cols)] for cls, m in metrics.get("per_class", {}).items()]
-    return _table("per-class", ["class", *cols], rows)
+    return html_table("per-class", ["class", *cols], rows)
 
 
 def reliability_table(metrics: dict) -> str:
     rows = [[f"{r['lo']:.2f}-{r['hi']:.2f}", r["mean_confidence"], r["accuracy"], r["count"]]
             for r in metrics.get("reliability", [])]
-    return _table("reliability", ["confidence bin", "mean confidence", "accuracy", "count"], rows)
+    return html_table("reliability", ["confidence bin", "mean confidence", "accuracy", "count"], rows)
 
 
 def robustness_table(metrics: dict) -> str:
@@ -88,7 +88,7 @@ def robustness_table(metrics: dict) -> str:
     rows = [["none (clean)", "", *(_value(c, metrics) for c in PERTURBED)]]
     rows += [[name, m.get("severity", ""), *(_value(c, m) for c in PERTURBED)]
              for name, m in metrics.get("robustness", {}).items()]
-    return _table("robustness", ["perturbation", "severity", *(c.key for c in PERTURBED)], rows)
+    return html_table("robustness", ["perturbation", "severity", *(c.key for c in PERTURBED)], rows)
 
 
 def misses_tables(metrics: dict) -> str:
@@ -103,11 +103,11 @@ def misses_tables(metrics: dict) -> str:
              "step that lost it: " + "; ".join(html.escape(k) for k in LOST) + ".</p>"]
     for dim in DIMENSIONS:
         rows = [[name, t["n"], t["recall"], *(t["lost"][k] for k in LOST)] for name, t in rep["by"][dim].items()]
-        parts += [f"<h3>By {dim}</h3>", _table(f"misses-{dim}", [dim, "n", "recall", *LOST], rows)]
+        parts += [f"<h3>By {dim}</h3>", html_table(f"misses-{dim}", [dim, "n", "recall", *LOST], rows)]
     rows = [[e["image_id"], e["class"], ", ".join(f"{v:.0f}" for v in e["box"]), e["lost"], e["size_px"],
              e["neighbours"], e["contrast"]] for e in rep["examples"]]
     parts += ["<h3>First misses</h3>",
-              _table("misses-examples", ["image", "class", "box", "lost", "size px", "neighbours", "contrast"], rows)]
+              html_table("misses-examples", ["image", "class", "box", "lost", "size px", "neighbours", "contrast"], rows)]
     return "".join(parts)
 
 
@@ -185,7 +185,7 @@ def _figure(result: ImageResult, iou: float) -> str:
     caption = (f"{result.sample.sample_id} ({result.kind}): {len(result.gt)} GT, "
                f"{len(result.answer.detections)} reported, {errors(result, iou)} errors")
     try:
-        uri = _data_uri(overlay(result), "JPEG")
+        uri = data_uri(overlay(result), "JPEG")
     except OSError as exc:  # a moved image should not cost the whole report
         return f"<figure><figcaption>{html.escape(caption)}: image unavailable ({html.escape(str(exc))})</figcaption></figure>"
     return (f'<figure><img src="{uri}" width="480" alt="{html.escape(result.sample.sample_id)}">'
@@ -197,9 +197,9 @@ def _figure(result: ImageResult, iou: float) -> str:
 
 def render_html(metrics: dict, results: list[ImageResult], cfg: EvalConfig, title: str = "defectqa evaluation") -> str:
     figures = "".join(_figure(r, cfg.iou) for r in pick_overlays(results, cfg.report_overlays, cfg.iou))
-    diagram = _data_uri(reliability_diagram(metrics.get("reliability", [])), "PNG")
+    diagram = data_uri(reliability_diagram(metrics.get("reliability", [])), "PNG")
     return "\n".join([
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Matching rule: same class and IoU &ge; {cfg.iou} (DeepPCB), greedy by confidence.</p>",
         settings_line(metrics),

@@ -13,7 +13,11 @@ from components.evaluation.columns import headline, json_safe
 from components.evaluation.evaluate import evaluate
 from components.evaluation.export import QUESTIONS, write_export, write_questions
 from components.evaluation.report import write_report
+from components.evaluation.wafer_evaluate import evaluate_wafer
+from components.evaluation.wafer_report import write_report as write_wafer_report
 from components.model.blur_check import BlurChecked, load_inspector
+from components.model.wafer_inspector import WaferInspector
+from components.qa.wafer_grammar import render
 
 
 def evaluate_model(model_dir: Path, samples: list[Sample], cfg: Config, out_dir: Path, name: str,
@@ -81,6 +85,24 @@ def samples_of(data_dir: str | Path, cfg: Config) -> list[Sample]:
     if not samples:
         raise ValueError(f"{data_dir}: no images found (expected DeepPCB '<id>_test.jpg', Pascal VOC or COCO)")
     return samples
+
+
+def evaluate_wafer_model(model_dir: Path, maps: list, cfg: Config, out_dir: Path, name: str,
+                         export: Path | None = None) -> dict:
+    """The wafer line's evaluate_model: metrics.json, report.html, the questions and answers
+    (answers.jsonl) and the per-map sums of the paired comparison (boards.json) in out_dir;
+    with export, one CSV row per map (index,label,confidence)."""
+    metrics, asked, sums = evaluate_wafer(WaferInspector.load(model_dir), maps, cfg, export)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe))
+    write_wafer_report(metrics, maps, asked, out_dir / "report.html", list(cfg.data.classes), cfg.line.words,
+                       cfg.line.items[0], cfg.eval.report_overlays, title=f"defectqa wafer evaluation: {name}")
+    with (out_dir / "answers.jsonl").open("w") as f:
+        for a in asked:
+            f.write(json.dumps({"index": a.index, "map_id": maps[a.index].map_id, "kind": a.kind, "asked": a.asked,
+                                "question": a.question, "answer": render(a.answer)}) + "\n")
+    paired.save(sums, out_dir / paired.BOARDS)
+    return metrics
 
 
 def json_line(metrics: dict) -> str:

@@ -18,10 +18,10 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 from components.model.tokenizer import _PUNCT, PUNCTUATION, QWEN_SPECIAL, normalize, words_of
-from components.qa.vocab import CONTRACTIONS, FILLER
+from components.qa.vocab import CONTRACTIONS, FILLER, for_line
 from components.qa.wafer_generate import prompt
 from components.qa.wafer_grammar import ANS, NO_LABEL, OFF, READING_TOKENS, Reading
-from components.qa.wafer_vocab import KINDS, NONE, OFF_KIND, OFF_PHRASINGS, PHRASINGS
+from components.qa.wafer_vocab import EMBELLISHMENTS, KINDS, NONE, OFF_KIND, OFF_PHRASINGS, PHRASINGS, SLOTS
 
 META_FILE = "wafer_lm.json"
 
@@ -41,8 +41,9 @@ class LMMeta:
 def vocabulary(meta: LMMeta) -> list[str]:
     """Special tokens, the reading's tokens, labels, buckets, then every word a training question uses."""
     known: set[str] = set(FILLER) | set(PUNCTUATION) | set(words_of(" ".join(meta.items)))
-    for text in [q for qs in PHRASINGS.values() for q in qs] + OFF_PHRASINGS:
-        known.update(words_of(text.format(s="", p="", i="")))
+    for text in [q for qs in PHRASINGS.values() for q in qs] + OFF_PHRASINGS + EMBELLISHMENTS:
+        known.update(words_of(for_line(text, meta.items).format(s="", p="", i="", q="", **{k: "" for k in SLOTS})))
+    known.update(words_of(" ".join(w for words in SLOTS.values() for w in words)))
     for pairs in meta.words.values():
         for s, p in pairs:
             known.update(words_of(f"{s} {p}"))

@@ -18,8 +18,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from components.qa.generate import embellish
+from components.qa.vocab import for_line
 from components.qa.wafer_grammar import ASK, EV, Reading
-from components.qa.wafer_vocab import KINDS, NONE, OFF_KIND, OFF_PHRASINGS, PHRASINGS
+from components.qa.wafer_vocab import KEY_WORDS, KINDS, NONE, OFF_KIND, OFF_PHRASINGS, PHRASINGS, SLOTS, UNKNOWN_WORD
 
 Words = dict[str, tuple[tuple[str, str], ...]]
 
@@ -43,10 +45,12 @@ def completion(reading: Reading) -> str:
 
 def ask(kind: str, asked: str, words: Words, items: Sequence[str], rng: random.Random,
         phrasings: dict[str, list[str]] = PHRASINGS) -> str:
-    """One question of `kind` (about `asked` for presence), in a phrasing drawn from `phrasings`."""
-    pool = OFF_PHRASINGS if kind == OFF_KIND else phrasings[kind]
+    """One question of `kind` (about `asked` for presence), in a phrasing drawn from `phrasings`,
+    its slots (wafer_vocab.SLOTS) filled at random."""
+    pool = phrasings[kind] if kind in phrasings else OFF_PHRASINGS
     singular, plural = rng.choice(words[asked]) if asked else ("", "")
-    return rng.choice(pool).format(s=singular, p=plural, i=rng.choice(list(items)))
+    fill = {k: rng.choice(v) for k, v in SLOTS.items()}
+    return rng.choice(pool).format(s=singular, p=plural, i=rng.choice(list(items)), **fill)
 
 
 def reading_for(kind: str, label: str, labels: Sequence[str], rng: random.Random) -> Reading:
@@ -60,10 +64,25 @@ def reading_for(kind: str, label: str, labels: Sequence[str], rng: random.Random
     return Reading(kind, asked, label)
 
 
+def as_typed(question: str, protected: set[str], items: Sequence[str], embellish_share: float, dropout: float,
+             rng: random.Random) -> str:
+    """The question as people also type it (`qa/generate.embellish` at chance embellish_share),
+    then each word not in `protected` (KEY_WORDS, the asked pattern's name) replaced by a word the
+    model does not know at chance `dropout`: a question's new words then read as unknown filler,
+    and its kind is told by the words that say it."""
+    if rng.random() < embellish_share:
+        question = for_line(embellish(question, rng), tuple(items))
+    return " ".join(w if w.lower().strip("?.,!:") in protected or rng.random() >= dropout else UNKNOWN_WORD
+                    for w in question.split())
+
+
 def qa_rows(labels_probs: Sequence[tuple[str, dict[str, float]]], words: Words, items: Sequence[str], per_map: int,
-            off_share: float, top: int, bins: int, seed: int, normalize=lambda q: q) -> list[dict]:
+            off_share: float, top: int, bins: int, seed: int, normalize=lambda q: q, embellish_share: float = 0.0,
+            dropout: float = 0.0, off_dropout: float = 0.0) -> list[dict]:
     """`per_map` rows per (label, branch probabilities) of a map: a kind drawn per row (OFF with
-    probability off_share), its question phrased at random."""
+    probability off_share), its question phrased at random and typed as people do (`as_typed`;
+    an off-topic one loses its words at chance off_dropout: a question of words the model never
+    saw, naming no pattern, then reads as not about the map)."""
     rng = random.Random(seed)
     labels = list(words)
     rows = []
@@ -71,7 +90,9 @@ def qa_rows(labels_probs: Sequence[tuple[str, dict[str, float]]], words: Words, 
         for _ in range(per_map):
             kind = OFF_KIND if rng.random() < off_share else rng.choice(KINDS)
             reading = reading_for(kind, label, labels, rng)
-            question = normalize(ask(kind, reading.asked, words, items, rng))
+            protected = KEY_WORDS | {w for pair in words.get(reading.asked, ()) for w in " ".join(pair).split()}
+            question = normalize(as_typed(ask(kind, reading.asked, words, items, rng), protected, items,
+                                          embellish_share, off_dropout if kind == OFF_KIND else dropout, rng))
             rows.append({"prompt": prompt(question, probs, top, bins), "completion": completion(reading),
                          "kind": kind, "label": label, "map": index})
     return rows

@@ -8,7 +8,7 @@ the root-cause table the answers quote as hypotheses. The labels' own names are 
 """
 from __future__ import annotations
 
-from components.qa.vocab import OUT_OF_SCOPE
+from components.qa.vocab import FILLER_PHRASES, FRAMES, LEADS, OUT_OF_SCOPE
 
 NONE = "None"
 """The label of a map with no systematic pattern: presence questions never ask about it."""
@@ -18,28 +18,68 @@ KINDS = ("pattern", "presence", "location", "morphology", "count", "share", "cau
 OFF_KIND = "off"
 """A question that is not about the map (the reading's [OFF]): answered with what can be asked."""
 
-PHRASINGS: dict[str, list[str]] = {
-    "pattern": ["What defect pattern does this {i} show?", "What pattern is on this {i}?",
-                "Which failure pattern do you see?", "Classify the failure pattern of this {i}.",
-                "What kind of pattern do the failing dies form?", "Is there any systematic pattern on this {i}?",
-                "What is the failure signature?", "Identify the defect pattern.", "What pattern is this?",
-                "Which defect type does this {i} have?"],
-    "presence": ["Is there a {s}?", "Any {p} on this {i}?", "Does this {i} show a {s}?", "Do you see a {s}?",
-                 "Is this a {s}?", "Does the {i} have {p}?", "Are there {p}?", "Check for a {s}."],
-    "location": ["Where are the failing dies?", "Where on the {i} are the failures?", "Which part of the {i} failed?",
-                 "Where is the pattern located?", "Where do the bad dies sit?", "In which zone are the failing dies?",
-                 "Where is the failure concentrated?", "Which area of the {i} has the failures?"],
-    "morphology": ["What shape do the failing dies make?", "What does the failure cluster look like?",
-                   "Describe the shape of the pattern.", "Are the failures clustered, in a line or scattered?",
-                   "What is the morphology of the failing dies?", "How do the failures look?"],
-    "count": ["How many dies failed?", "How many failing dies are there?", "Count the failing dies.",
-              "What is the number of bad dies?", "How many dies are bad on this {i}?", "How many failures are there?"],
-    "share": ["What share of the {i} failed?", "What percentage of dies failed?", "What is the yield loss?",
-              "How much of the {i} failed?", "What fraction of the dies are failing?", "What is the yield of this {i}?"],
-    "cause": ["What could have caused this?", "What is the likely root cause?", "Why did these dies fail?",
-              "What process step could cause this pattern?", "What should I check?",
-              "What might explain this pattern?", "What is the root cause of the failures?"],
+SLOTS: dict[str, tuple[str, ...]] = {
+    "f": ("failing dies", "failures", "fails", "bad dies", "failed dies", "defective dies", "rejects"),
+    "n": ("pattern", "failure pattern", "defect pattern", "fail pattern", "failure signature", "defect type",
+          "pattern type", "failure mode", "defect category"),
+    "r": ("part", "area", "region", "zone", "side", "section"),
+    "b": ("failing", "bad", "failed", "defective"),
 }
+"""Words engineers use interchangeably inside a phrasing: {f} the failing dies, {n} a pattern,
+{r} a part of the wafer, {b} failing; `wafer_generate.ask` fills each with one drawn at random."""
+
+PHRASINGS: dict[str, list[str]] = {
+    "pattern": ["What {n} does this {i} show?", "What {n} is on this {i}?", "Which {n} do you see?",
+                "Classify the {n} of this {i}.", "What kind of {n} do the {f} form?", "Is there any systematic {n}?",
+                "What is the {n}?", "Identify the {n}.", "What {n} is this?", "Which {n} does this {i} have?",
+                "Name the {n} of the {i}.", "What {n} would you call this?", "Tell me which {n} it is."],
+    "presence": ["Is there a {s}?", "Any {p} on this {i}?", "Does this {i} show a {s}?", "Do you see a {s}?",
+                 "Is this a {s}?", "Does the {i} have {p}?", "Are there {p}?", "Check for a {s}.",
+                 "Can you find a {s}?", "Is a {s} visible?", "Does it look like a {s}?", "Any sign of a {s}?",
+                 "Do we have a {s} on this {i}?", "Is it a {s} or not?"],
+    "location": ["Where are the {f}?", "Where on the {i} are the {f}?", "Which {r} of the {i} has the {f}?",
+                 "Where are the {f} located?", "In which {r} are the {f}?", "Where do the {f} sit?",
+                 "Where is the {n} located?", "Where are the {f} concentrated?", "Locate the {f}.",
+                 "Which {r} is {b}?", "Where is the {n}?", "Which {r} of the {i} is {b}?"],
+    "morphology": ["What shape do the {f} make?", "What does the {n} look like?", "Describe the shape of the {f}.",
+                   "Are the {f} clustered, in a line or scattered?", "What is the morphology of the {f}?",
+                   "How do the {f} look?", "How are the {f} laid out?", "What geometry do the {f} have?",
+                   "Are the {f} clustered or spread out?", "Is the {n} a cluster, a line or a ring?",
+                   "How are the {f} distributed?", "What layout do the {f} have?", "How are the {f} grouped?",
+                   "What is the configuration of the {f}?"],
+    "count": ["How many {f} are there?", "How many dies failed?", "Count the {f}.", "What is the number of {f}?",
+              "How many {f} does this {i} have?", "How many {b} dies are on this {i}?",
+              "Give me the number of {f}.", "Number of {f}?", "How many {f} in total?", "Total count of {f}?"],
+    "share": ["What share of the {i} failed?", "What percentage of dies failed?", "What percent of the {i} is {b}?",
+              "What is the yield loss?", "How much of the {i} failed?", "What fraction of the dies are {b}?",
+              "What is the yield of this {i}?", "What proportion of the dies failed?", "How much yield is lost?",
+              "What is the fail rate?", "What is the failure rate of this {i}?", "What ratio of the dies is {b}?"],
+    "cause": ["What could have caused this?", "What is the likely root cause?", "Why did these dies fail?",
+              "What process step could cause this {n}?", "What should I check?", "What might explain this {n}?",
+              "What is the root cause of the {f}?", "What caused the {f}?", "Which tool could be responsible?",
+              "Where does this {n} come from?", "What is the reason for the {f}?", "What went wrong in the process?",
+              "Which process step is to blame?", "Why did it fail?", "What is behind these {f}?"],
+}
+"""Per question kind, how engineers phrase it (training only; see the module doc)."""
+
+
+KEY_WORDS: frozenset[str] = frozenset({
+    "pattern", "signature", "type", "mode", "category", "classify", "identify", "name", "call", "kind", "systematic",
+    "where", "located", "locate", "which", "region", "zone", "part", "area", "side", "section", "concentrated", "sit",
+    "shape", "look", "morphology", "geometry", "clustered", "line", "scattered", "spread", "laid", "ring", "cluster",
+    "many", "count", "number", "total", "share", "percentage", "percent", "yield", "fraction", "proportion", "rate",
+    "ratio", "much", "distributed", "layout", "grouped", "configuration", "cause", "caused", "causes", "root", "why",
+    "reason", "explain", "check", "responsible", "blame",
+    "behind", "wrong", "process", "step", "tool", "come", "there", "any", "is", "does", "do", "see", "find", "sign",
+    "visible", "have", "not"})
+"""Words that say what kind of question it is: training never drops them (`wafer_generate`'s
+word dropout), so a question whose other words are new to the model still reads as asked."""
+EMBELLISHMENTS: list[str] = FRAMES + LEADS + FILLER_PHRASES
+"""What people wrap around any question (the PCB line's, `qa/generate.embellish`; board words said
+as the line's items)."""
+UNKNOWN_WORD = "xqzjv"
+"""What word dropout puts in a dropped word's place: a word no vocabulary holds (read as [UNK])."""
+
 OFF_PHRASINGS: list[str] = [q for q in OUT_OF_SCOPE if "board" not in q.lower()] + [
     "Who made this {i}?", "How much does this {i} cost?", "Write a poem.", "Who won the game?"]
 

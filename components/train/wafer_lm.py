@@ -3,20 +3,21 @@ evidence on each), trl SFT on the readings, then trl DPO on the preference pairs
 from __future__ import annotations
 
 import copy
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from components.config import WaferConfig
+from components.config import Config, WaferConfig
 from components.data.wafer import WaferMap
 from components.model.tokenizer import SCORE_BINS, normalize
+from components.model.wafer_inspector import WaferInspector
 from components.model.wafer_lm import LMMeta, WaferLM
 from components.model.wafer_pattern import WaferPattern
 from components.qa.wafer_generate import preference_rows, qa_rows
 from components.train.lm_common import LogTo, common_args, last_checkpoint, to_dataset
+from components.train.wafer_pattern import draw_weights, train_pattern
 
 Words = dict[str, tuple[tuple[str, str], ...]]
 
@@ -29,11 +30,17 @@ def evidence_of(branch: WaferPattern, maps: list[WaferMap]) -> list[tuple[str, d
 
 def lm_rows(branch: WaferPattern, maps: list[WaferMap], words: Words, items: tuple[str, ...],
             cfg: WaferConfig, known: set[str]) -> tuple[list[dict], list[dict]]:
-    """(QA rows, preference rows) from a stable draw of cfg.lm_maps maps."""
-    pick = random.Random(cfg.seed).sample(maps, min(cfg.lm_maps, len(maps)))
+    """(QA rows, preference rows) from a stable draw of cfg.lm_maps maps, rare labels drawn more
+    often (cfg.lm_balance_power): drawn as the data is, a rare pattern's weak evidence is mostly
+    seen on None maps, and the model learns to answer None to it."""
+    weights = draw_weights([m.label for m in maps], cfg.lm_balance_power)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    pick = [maps[i] for i in torch.multinomial(weights, min(cfg.lm_maps, len(maps)), generator=gen).tolist()]
     evidence = evidence_of(branch, pick)
     rows = qa_rows(evidence, words, items, cfg.questions_per_map, cfg.off_share, cfg.evidence_top, SCORE_BINS,
-                   cfg.seed, normalize=lambda q: normalize(q, known))
+                   cfg.seed, normalize=lambda q: normalize(q, known),
+                   embellish_share=cfg.embellish_share, dropout=cfg.word_dropout,
+                   off_dropout=cfg.off_word_dropout)
     return rows, preference_rows(rows, evidence, cfg.seed)
 
 
@@ -75,3 +82,18 @@ def train_dpo(lm: WaferLM, pairs: list[dict], cfg: WaferConfig, out_dir: Path,
     margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
     return {"dpo_pairs": len(pairs), "dpo_loss": float(result.training_loss),
             "dpo_reward_margin": float(margins[-1]) if margins else float("nan"), "dpo_s": time.perf_counter() - start}
+
+
+def train_wafer_model(maps: list[WaferMap], cfg: Config, out_dir: Path,
+                      log: Callable[[int, dict], None] | None = None) -> tuple[WaferInspector, dict]:
+    """The wafer model from accepted maps: the pattern branch (and its temperature), then the
+    language model's SFT and DPO on pairs made with the branch's evidence; saved to out_dir/model."""
+    labels, words, items = tuple(cfg.data.classes), cfg.line.words, cfg.line.items
+    branch, summary = train_pattern(maps, labels, cfg.wafer, log)
+    lm = new_lm(labels, words, items, cfg.wafer)
+    rows, pairs = lm_rows(branch, maps, words, items, cfg.wafer, lm.known)
+    summary |= train_sft(lm, rows, cfg.wafer, out_dir / "sft", log)
+    summary |= train_dpo(lm, pairs, cfg.wafer, out_dir / "dpo", log)
+    inspector = WaferInspector(branch, lm)
+    inspector.save(out_dir / "model")
+    return inspector, summary

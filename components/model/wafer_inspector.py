@@ -1,0 +1,40 @@
+"""A question about a wafer map answered end to end: the pattern branch's calibrated
+distribution, the language model's reading, the measured facts, the answer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from components.model.wafer_lm import WaferLM
+from components.model.wafer_pattern import WaferPattern
+from components.qa.wafer_grammar import WaferAnswer, answer_of
+from components.qa.wafer_measure import measure
+
+PATTERN_DIR, LM_DIR = "pattern", "lm"
+"""A wafer model folder: the branch and the language model side by side."""
+
+
+class WaferInspector:
+    def __init__(self, branch: WaferPattern, lm: WaferLM):
+        self.branch, self.lm = branch, lm
+
+    @classmethod
+    def load(cls, folder: str | Path) -> WaferInspector:
+        folder = Path(folder)
+        return cls(WaferPattern.load(folder / PATTERN_DIR), WaferLM.load(folder / LM_DIR))
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        self.branch.save(folder / PATTERN_DIR)
+        self.lm.save(folder / LM_DIR)
+        return folder
+
+    def distributions(self, grids: list[np.ndarray]) -> list[dict[str, float]]:
+        labels = self.branch.meta.labels
+        return [dict(zip(labels, p.tolist(), strict=True)) for p in self.branch.probabilities(grids)]
+
+    def answer(self, grid: np.ndarray, question: str, probs: dict[str, float] | None = None) -> WaferAnswer:
+        """`probs`: the branch's distribution when already computed (a batch), else computed here."""
+        probs = probs or self.distributions([grid])[0]
+        return answer_of(self.lm.read(question, probs), probs, measure(grid))
