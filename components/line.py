@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 LINES_DIR = REPO / "lines"
 DEFAULT_LINE = "pcb"
 """The line every command uses unless given `--line`: today's DeepPCB boards."""
-KINDS = ("boxes", "wafer-map")
+BOXES_KIND, WAFER_KIND = "boxes", "wafer-map"
+KINDS = (BOXES_KIND, WAFER_KIND)
 """What a line's drops hold and its questions are about: boxes (defects with boxes on images, the
 pcb and steel lines) or wafer-map (bin maps labelled with one failure pattern each: the wafer
 line, components/data/wafer.py and the wafer modules beside it)."""
@@ -35,8 +36,15 @@ OPTIONAL = ("gate", "heldout_words", "kind")
 """Fields a line file may leave out (no gate field: the config's gate section as it is; no
 heldout_words: evaluation names each class by its first training words; no kind: boxes)."""
 THRESHOLD = ("min_", "max_")
-"""A line's gate field sets thresholds only (gate.min_* / gate.max_*): how a candidate is
-compared with its champion (margins, bootstrap) is the platform's, the same for every line."""
+LINE_GATE_KEYS = ("primary_metric",)
+"""A line's gate field sets thresholds (gate.min_* / gate.max_*) and the figure a candidate must
+improve or hold (a wafer line's is not a box figure); how a candidate is compared with its
+champion (margins, bootstrap) is the platform's, the same for every line."""
+
+
+def line_gate_key(name: str) -> bool:
+    """Whether a line file may set gate.<name>."""
+    return name.startswith(THRESHOLD) or name in LINE_GATE_KEYS
 FILE_ONLY = ("line.name", "line.kind", "line.words", "line.heldout_words", "line.items", "paths.line")
 """Keys only a line file sets (a name is its file's, words and items need their structure),
 never params.yaml or --set."""
@@ -156,8 +164,9 @@ def read_line(line: str | Path) -> LineFile:
     if not isinstance(gate, dict):
         raise LineError(f"{where}: field 'gate': expected a mapping of gate thresholds to values, got {gate!r}")
     for key in gate:
-        if not str(key).startswith(THRESHOLD):
-            raise LineError(f"{where}: field 'gate.{key}': not a threshold (a line sets gate.min_* / gate.max_* only)")
+        if not line_gate_key(str(key)):
+            raise LineError(f"{where}: field 'gate.{key}': not a threshold (a line sets gate.min_* / gate.max_* and "
+                            f"{', '.join(LINE_GATE_KEYS)} only)")
     return LineFile(path, parsed, _scalar(raw, "registered_model", "", where), dict(gate))
 
 
@@ -169,7 +178,7 @@ def file_key(key: str) -> str | None:
         return name
     if key == "data.classes":
         return "words"  # the classes are the words' keys, in order
-    if key == "registered_model" or (section == "gate" and name.startswith(THRESHOLD)):
+    if key == "registered_model" or (section == "gate" and line_gate_key(name)):
         return key
     return None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +246,20 @@ def dvc_yaml(workdir: str = ".defectqa") -> str:
               "# its dataset_version.txt changes whenever a month is accepted). `dvc repro` reruns only the\n"
               "# stages whose deps or params changed. The Prefect flow runs the same components.\n")
     return header + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120)
+
+
+WAFER_CODE = ("components/train/wafer_pattern.py", "components/train/wafer_lm.py", "components/model/wafer_pattern.py",
+              "components/model/wafer_lm.py", "components/qa/wafer_generate.py", "components/qa/wafer_vocab.py",
+              "components/qa/wafer_grammar.py")
+"""The code a wafer model's training runs: a change to any of it trains again."""
+
+
+def wafer_run_key(cfg: Config, dataset_version: str) -> str:
+    """A wafer line run folder's name: the dataset version + a hash of what its training reads
+    (the wafer section, the labels and their words, the items) and of WAFER_CODE."""
+    shaping = {"wafer": asdict(cfg.wafer), "classes": cfg.data.classes, "words": cfg.line.words,
+               "items": cfg.line.items}
+    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, default=_plain).encode())
+    for name in WAFER_CODE:
+        digest.update(name.encode() + (REPO / name).read_bytes())
+    return f"{dataset_version[:12]}-{digest.hexdigest()[:8]}"

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from components.line import DEFAULT_LINE
+from components.line import DEFAULT_LINE, WAFER_KIND
 from components.pipeline import STAGES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -86,7 +86,15 @@ def _model_and_samples(cfg, model: str | None, data: Path, max_images: int):
 def _drop_and_month(cfg, drop: Path | None, month: str | None, bundled_month: str | None, drop_arg: str):
     """The drop folder and month a command works on: those given, or a bundled month's drop
     (written under the workdir), named by its month unless --month says otherwise."""
-    if bundled_month:
+    if bundled_month and cfg.line.kind == WAFER_KIND:
+        from components.data.wafer_drop import WAFER_MONTHS, bundled_wafer_drop
+
+        month = month or bundled_month
+        if bundled_month not in WAFER_MONTHS:
+            _fail(f"no bundled wafer month {bundled_month!r}; known: {', '.join(WAFER_MONTHS)}")
+        drop = bundled_wafer_drop(bundled_month, cfg.wafer.bundled_train, WAFER_MONTHS,
+                                  cfg.paths.area / "bundled-drops" / f"{bundled_month}.npz")
+    elif bundled_month:
         from components.data.drops import materialise_drop
 
         month = month or bundled_month
@@ -98,10 +106,12 @@ def _drop_and_month(cfg, drop: Path | None, month: str | None, bundled_month: st
 
 @app.command()
 def retrain(
-    drop: Annotated[Path | None, typer.Option(help="Folder of this month's drop (DeepPCB, Pascal VOC or COCO layout).")] = None,
+    drop: Annotated[Path | None, typer.Option(help="Folder of this month's drop (DeepPCB, Pascal VOC or COCO layout; "
+                                                   "--line wafer: an .npz or a folder of map PNGs with labels.csv).")] = None,
     month: Annotated[str | None, typer.Option(help="Month label of the drop, YYYY-MM.")] = None,
-    bundled_month: Annotated[str | None, typer.Option(help="Replay a month of the bundled DeepPCB data "
-                                                           "(2026-01, 2026-02, 2026-03).")] = None,
+    bundled_month: Annotated[str | None, typer.Option(help="Replay a month of the bundled data (2026-01, 2026-02, "
+                                                           "2026-03): DeepPCB groups, or with --line wafer a share of "
+                                                           "WM-811K's train part.")] = None,
     force: Annotated[bool, typer.Option(help="Train the month again even if a version is registered for it.")] = False,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE, map_: MapOpt = None,
 ):
@@ -121,13 +131,14 @@ def _print_summary(summary: dict, cfg) -> None:
         typer.echo(f"{summary['month']}: {summary['status']}{version}; nothing trained.")
         return
     names = list(summary["metrics"])
-    from components.evaluation.columns import COLUMNS
+    from components.evaluation.columns import COLUMNS_OF_KIND
 
     typer.echo("\n| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
-    for c in COLUMNS:
+    for c in COLUMNS_OF_KIND[cfg.line.kind]:
         typer.echo(f"| {c.key} | " + " | ".join(c.cell(summary["metrics"][n].get(c.key), 4, "-") for n in names) + " |")
     verdict = "PASSED" if summary["gate_passed"] else "FAILED"
-    typer.echo(f"\nGate {verdict} (judged: int8 candidate). {summary['gate']}")
+    judged = "fp32 candidate, as served" if cfg.line.kind == WAFER_KIND else "int8 candidate"
+    typer.echo(f"\nGate {verdict} (judged: {judged}). {summary['gate']}")
     where = "promoted to @champion" if summary["promoted"] else "left as @challenger (champion unchanged)"
     typer.echo(f"Model: {cfg.registered_model} version {summary['model_version']} {where}.")
     typer.echo(f"Dataset version (DVC): {summary['dataset_version']}; MLflow run {summary['mlflow_run_id']}.")
@@ -205,13 +216,48 @@ def evaluate(
                                                          "Default: as served (serve.blur_check, off).")] = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
-    """Ask the model about every board and template of a folder; print the metrics as a JSON line."""
+    """Ask the model about every board and template of a folder; print the metrics as a JSON line.
+    --line wafer: every map of an .npz (or a folder of map PNGs with labels.csv) is asked its pattern
+    and one other question, in wordings training never saw; --export writes index,label,confidence."""
     from components.evaluation.run import evaluate_model, json_line
 
     cfg = _cfg(params, set_, line)
+    if cfg.line.kind == WAFER_KIND:
+        _evaluate_wafer(cfg, model, data, export, report, max_images)
+        return
     model_dir, samples = _model_and_samples(cfg, model, data, max_images)
     metrics = evaluate_model(model_dir, samples, cfg, report, str(model or "champion"), export=export,
                              templates_as_input=not no_template, robustness=robustness, blur_check=blur_check)
+    typer.echo(f"report: {report / 'report.html'}" + (f"; export: {export}" if export else ""), err=True)
+    typer.echo(json_line(metrics))
+
+
+def _wafer_maps(data: Path, max_maps: int = 0) -> list:
+    """The labelled maps of an .npz or of a folder of map PNGs with labels.csv (a row that cannot
+    be read fails the command, naming it); the first max_maps (0: all)."""
+    from components.data.wafer import read_npz, read_png_folder
+
+    try:
+        if data.is_file():
+            maps = read_npz(data)
+        else:
+            maps, bad = read_png_folder(data)
+            if bad:
+                _fail(f"{data}: {len(bad)} map(s) could not be read, e.g. {bad[0][0]}: {bad[0][1]}")
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    return maps[:max_maps] if max_maps else maps
+
+
+def _evaluate_wafer(cfg, model: str | None, data: Path, export: Path | None, report: Path, max_maps: int) -> None:
+    from components.evaluation.run import evaluate_wafer_model, json_line
+
+    maps = _wafer_maps(data, max_maps)
+    model_dir = _model_dir(cfg, model)
+    try:
+        metrics = evaluate_wafer_model(model_dir, maps, cfg, report, str(model or "champion"), export=export)
+    except ValueError as exc:
+        _fail(str(exc))
     typer.echo(f"report: {report / 'report.html'}" + (f"; export: {export}" if export else ""), err=True)
     typer.echo(json_line(metrics))
 
@@ -322,25 +368,53 @@ def ablate(
 
 @app.command()
 def ask(
-    image: Annotated[Path, typer.Argument(help="Board image to inspect.")],
+    image: Annotated[Path, typer.Argument(help="Board image to inspect (--line wafer: a map PNG, or an .npz drop with "
+                                               "--index).")],
     question: Annotated[str, typer.Argument(help='Plain-language question, e.g. "Where is the short circuit?"')],
     template: Annotated[Path | None, typer.Option(help="The board's aligned defect-free template (recommended).")] = None,
+    index: Annotated[int | None, typer.Option(help="--line wafer: the map of an .npz drop to ask about (0-based).")] = None,
     model: ModelOpt = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, line: LineOpt = DEFAULT_LINE,
 ):
-    """Answer a question about one board: each defect's class, box, centre, confidence, or 'none found'."""
+    """Answer a question about one board: each defect's class, box, centre, confidence, or 'none found'
+    (--line wafer: about one bin map: its pattern, where the failing dies are, how many, causes to check)."""
     from components.model.blur_check import load_inspector
 
     cfg = _cfg(params, set_, line)
     for p in (image, template):
         if p is not None and not p.is_file():
             _fail(f"{p}: no such image file")
+    if cfg.line.kind == WAFER_KIND:
+        typer.echo(json.dumps(_ask_wafer(cfg, model, image, index, question), indent=2))
+        return
     inspector = load_inspector(_model_dir(cfg, model), cfg)
     try:
         result = inspector.ask(image, question, template)
     except (ValueError, OSError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps(result.to_dict(), indent=2))
+
+
+def _ask_wafer(cfg, model: str | None, path: Path, index: int | None, question: str) -> dict:
+    """One map (a PNG, or map `index` of an .npz) asked one question."""
+    import numpy as np
+    from PIL import Image
+
+    from components.data.wafer import read_npz
+    from components.model.wafer_inspector import WaferInspector
+
+    try:
+        if path.suffix == ".npz":
+            maps = read_npz(path)
+            if index is None or not 0 <= index < len(maps):
+                _fail(f"{path}: give --index 0..{len(maps) - 1} (the map to ask about)")
+            grid = maps[index].grid
+        else:
+            with Image.open(path) as im:
+                grid = np.asarray(im.convert("L"), dtype=np.uint8)
+        return WaferInspector.load(_model_dir(cfg, model)).ask(grid, question)
+    except (ValueError, OSError) as exc:
+        _fail(f"{path}: {exc}")
 
 
 @app.command()

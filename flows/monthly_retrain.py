@@ -13,10 +13,11 @@ from prefect import flow, get_run_logger
 
 from components.config import Config
 from components.evaluation.columns import headline
-from components.line import DEFAULT_LINE
+from components.line import DEFAULT_LINE, WAFER_KIND
 from components.pipeline import RunLayout, run_key
 from components.registry import tracking
 from components.train import stages
+from flows.wafer_month import retrain_wafer
 from tasks import data, evaluate, registry, train
 
 GATED_MODEL = "int8"  # the gate judges what would be served: the quantize stage's model
@@ -86,7 +87,8 @@ def monthly_retrain(drop_dir: str = "", month: str = "", overrides: list[str] | 
                     params_file: str = "params.yaml", force: bool = False, line: str = DEFAULT_LINE) -> dict:
     """Retrain on everything accepted so far, after validating this month's drop.
 
-    drop_dir empty: `<workdir>/incoming/<month>`; a missing or empty drop finishes plainly with
+    drop_dir empty: `<workdir>/incoming/<month>` (a wafer line's drop may also be one .npz file);
+    a missing or empty drop finishes plainly with
     nothing trained; a month already registered is not trained again unless force. line: the
     product line (lines/<line>.yaml) the config is read for."""
     from components import config as config_mod
@@ -94,7 +96,7 @@ def monthly_retrain(drop_dir: str = "", month: str = "", overrides: list[str] | 
     cfg = config_mod.load(params_file, overrides, line)
     month = run_month(month)
     drop = Path(drop_dir) if drop_dir else cfg.paths.incoming_dir / month
-    if not drop.is_dir() or not any(p.is_file() for p in drop.rglob("*")):
+    if not drop.is_file() and (not drop.is_dir() or not any(p.is_file() for p in drop.rglob("*"))):
         print(f"no drop for {month} (nothing at {drop}); nothing trained")
         return {"month": month, "status": "no drop", "drop_dir": str(drop)}
     with tracking.server_named(cfg):  # an unreachable MLflow server fails the run by its URL
@@ -113,6 +115,8 @@ def monthly_retrain(drop_dir: str = "", month: str = "", overrides: list[str] | 
 
 
 def _retrain(cfg: Config, drop_dir: str, month: str, run_id: str) -> dict:
+    if cfg.line.kind == WAFER_KIND:
+        return retrain_wafer(cfg, drop_dir, month, run_id, _mlflow_logger(cfg, run_id, "wafer"))
     log = get_run_logger()
     ingested = data.ingest(drop_dir, month, cfg)
     checked = data.validate(month, cfg)

@@ -6,7 +6,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from components.config import Config
-from components.evaluation.columns import COLUMNS
+from components.evaluation.columns import COLUMNS_OF_KIND
+from components.line import BOXES_KIND
 from components.registry import gate, registry, tracking
 
 _REG = dict(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
@@ -31,8 +32,9 @@ def with_warm_start(cfg: Config) -> Config:
 def judge(metrics: dict, cfg: Config, candidate_eval: str, champion_eval: str | None) -> dict:
     """The gate verdict as a dict, published as Prefect artifacts; with a champion, the paired
     comparison of the two evaluation folders' per-board sums (same boards)."""
-    comparison = None if champion_eval is None else gate.compare(candidate_eval, champion_eval, cfg.gate)
-    verdict = gate.judge(metrics, cfg.gate, comparison, cfg.line.reference)
+    kind = cfg.line.kind
+    comparison = None if champion_eval is None else gate.compare(candidate_eval, champion_eval, cfg.gate, kind)
+    verdict = gate.judge(metrics, cfg.gate, comparison, cfg.line.reference, kind)
     create_markdown_artifact(key="gate-verdict", markdown=f"## Gate: {'PASS' if verdict.passed else 'FAIL'}\n\n"
                              f"{verdict.markdown()}\n\n{verdict.summary()}", description="metric gate verdict")
     return {"passed": verdict.passed, "summary": verdict.summary(), "markdown": verdict.markdown(), "verdict": verdict}
@@ -59,13 +61,13 @@ def record_champion_eval(cfg: Config, version: str, metrics: dict, dataset_versi
     registry.record_evaluation(cfg, version, metrics, dataset_version)
 
 
-def metrics_table(rows: dict[str, dict]) -> None:
-    """One Prefect table artifact: a row per evaluated model, a column per reported metric
-    (evaluation/columns.py; None where a model was not measured on it)."""
+def metrics_table(rows: dict[str, dict], kind: str = BOXES_KIND) -> None:
+    """One Prefect table artifact: a row per evaluated model, a column per reported metric of the
+    line's kind (evaluation/columns.py; None where a model was not measured on it)."""
     def cell(v):
         return round(v, 4) if isinstance(v, float) else v
 
-    table = [{"model": name, **{c.key: cell(m.get(c.key)) for c in COLUMNS}} for name, m in rows.items()]
+    table = [{"model": name, **{c.key: cell(m.get(c.key)) for c in COLUMNS_OF_KIND[kind]}} for name, m in rows.items()]
     create_table_artifact(key="metrics", table=table, description="evaluation on the held-out board groups")
 
 

@@ -122,3 +122,40 @@ def tiny_model(tmp_path_factory, boards):
     stages.run_quantize(run.model("calibrate"), run.dir("quantize"))
     (work / READS).write_text(json.dumps({k: sorted(v) for k, v in reads.items()}, indent=2))
     return run
+
+
+WAFER_TINY = [
+    "wafer.input_size=16", "wafer.patch_size=4", "wafer.vision_hidden=16", "wafer.vision_depth=1", "wafer.vision_heads=2",
+    "wafer.head_channels=8", "wafer.steps=80", "wafer.batch_size=32", "wafer.lm_hidden=32", "wafer.lm_maps=400",
+    "wafer.sft_steps=80", "wafer.sft_batch=8", "wafer.dpo_steps=4", "wafer.dpo_batch=8", "wafer.latency_questions=10",
+]
+"""A wafer model small enough to train and answer in seconds."""
+
+
+def wafer_sample(path: str | Path, per_label: int) -> list:
+    """Up to per_label real maps of each WM-811K label of an .npz part, in the part's order."""
+    from components.data.wafer import read_npz
+
+    seen: dict[str, int] = {}
+    out = []
+    for m in read_npz(path):
+        if seen.get(m.label, 0) < per_label:
+            seen[m.label] = seen.get(m.label, 0) + 1
+            out.append(m)
+    return out
+
+
+def wm811k_root() -> Path:
+    return (REPO / "../shared/data/wm811k").resolve()
+
+
+@pytest.fixture(scope="session")
+def wafer_model(tmp_path_factory):
+    """(config, a tiny wafer model trained on 40 real train maps per label, its folder)."""
+    from components import config
+    from components.train.wafer_lm import MODEL_DIR, train_wafer_model
+
+    cfg = config.load(None, WAFER_TINY, line="wafer")
+    out = tmp_path_factory.mktemp("wafer-model")
+    inspector, _ = train_wafer_model(wafer_sample(wm811k_root() / "train.npz", 40), cfg, out)
+    return cfg, inspector, out / MODEL_DIR

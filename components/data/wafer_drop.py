@@ -33,10 +33,10 @@ from components.data import versioning, wafer
 from components.data.ingest import DropConflict, DropError, EmptyDrop, check_month, tree_digest
 from components.data.validate import DropRejected, drift_table, run_checkpoint, share_drift, shares
 from components.data.wafer import LABELS_CSV, WaferMap
+from components.line import WAFER_KIND
 
 WAFER_MONTHS = ["2026-01", "2026-02", "2026-03"]
 """The months the bundled train part replays as (`bundled_wafer_drop`), oldest first."""
-WAFER_KIND = "wafer-map"
 MAPS_NPZ = "maps.npz"
 REFUSED_CSV = "refused.csv"
 REASONS_CSV = "reasons.csv"

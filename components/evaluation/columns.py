@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from components.evaluation.questions import FIGURES
+from components.line import BOXES_KIND, WAFER_KIND
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ WAFER: tuple[Column, ...] = (
 """The wafer line's figures (evaluation/wafer_evaluate.py): the pattern answers' macro F1 over the
 labels, how often a None map gets a pattern, the worst label's recall, what the location and
 share answers state against the map, calibration, the question reading, latency."""
-COLUMNS_OF_KIND: dict[str, tuple[Column, ...]] = {"boxes": COLUMNS, "wafer-map": WAFER}
+COLUMNS_OF_KIND: dict[str, tuple[Column, ...]] = {BOXES_KIND: COLUMNS, WAFER_KIND: WAFER}
 """The reported columns of a line of each kind (components/line.py KINDS)."""
 
 

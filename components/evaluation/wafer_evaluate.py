@@ -28,8 +28,11 @@ from components.qa.wafer_grammar import WaferAnswer, parse, render
 from components.qa.wafer_vocab import KINDS, NONE, OFF_KIND
 
 HELDOUT = Path(__file__).with_name("wafer_heldout.yaml")
-LABEL_LOCATION = {"Center": "centre", "Edge-Ring": "ring", "Edge-Loc": "edge", "Near-full": "everywhere"}
-"""Where a label puts the failing dies, for the labels that say it."""
+QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
+LABEL_LOCATION: dict[str, set[str]] = {"Center": {"centre"}, "Edge-Ring": {"ring", "edge"},
+                                       "Edge-Loc": {"edge", *QUADRANTS}, "Near-full": {"everywhere"}}
+"""Where a map's label puts its failing dies, for the labels that say it: the location answers
+right for it (a ring at the edge is at the edge; an edge spot is at the edge, in one quadrant)."""
 OTHER_KINDS = tuple(k for k in KINDS if k != "pattern") + (OFF_KIND,)
 
 
@@ -74,7 +77,7 @@ def evaluate_wafer(inspector: WaferInspector, maps: list[WaferMap], cfg: Config,
         about = (m.label if m.label != NONE and rng.random() < 0.5 else rng.choice(patterns)) if kind == "presence" else ""
         other = put(i, kind, about)
         sums[m.map_id] = map_sums(m.label, pattern.pattern or NONE, questions=2,
-                                  read_ok=read_ok["pattern"][-1] + read_ok[kind][-1], **_measured(m, other))
+                                  read_ok=read_ok["pattern"][-1] + read_ok[kind][-1], **_measured(m, kind, other))
     pred = [a.answer.pattern or NONE for a in asked if a.kind == "pattern"]
     conf = [a.answer.conf if a.answer.conf is not None else 0.0 for a in asked if a.kind == "pattern"]
     scores = label_metrics(pred, conf, [m.label for m in maps], list(labels), cfg.eval.ece_bins)
@@ -91,12 +94,13 @@ def evaluate_wafer(inspector: WaferInspector, maps: list[WaferMap], cfg: Config,
     return metrics, asked, sums
 
 
-def _measured(m: WaferMap, a: WaferAnswer) -> dict[str, float]:
-    """The sums of what an answer states that the map measures: where the failing dies are (on
-    maps whose label says, LABEL_LOCATION) and their share of the wafer."""
+def _measured(m: WaferMap, kind: str, a: WaferAnswer) -> dict[str, float]:
+    """The sums of what an answer states that the map measures: where the failing dies are (every
+    location question on a map whose label says, LABEL_LOCATION: a misread one answers no place)
+    and their share of the wafer (every answer that states one)."""
     out = {}
-    if a.kind == "location" and m.label in LABEL_LOCATION:
-        out |= {"loc_n": 1, "loc_ok": a.loc == LABEL_LOCATION[m.label]}
+    if kind == "location" and m.label in LABEL_LOCATION:
+        out |= {"loc_n": 1, "loc_ok": a.loc in LABEL_LOCATION[m.label]}
     if a.share is not None:
         out |= {"share_n": 1, "share_err": abs(a.share / 100 - (m.grid == FAIL).sum() / (m.grid > OUTSIDE).sum())}
     return out

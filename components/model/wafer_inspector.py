@@ -2,13 +2,15 @@
 distribution, the language model's reading, the measured facts, the answer."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
+from components.data.wafer import OUTSIDE, VALUES
 from components.model.wafer_lm import WaferLM
 from components.model.wafer_pattern import WaferPattern
-from components.qa.wafer_grammar import WaferAnswer, answer_of
+from components.qa.wafer_grammar import WaferAnswer, answer_of, render, sentence
 from components.qa.wafer_measure import measure
 
 PATTERN_DIR, LM_DIR = "pattern", "lm"
@@ -38,3 +40,22 @@ class WaferInspector:
         """`probs`: the branch's distribution when already computed (a batch), else computed here."""
         probs = probs or self.distributions([grid])[0]
         return answer_of(self.lm.read(question, probs), probs, measure(grid))
+
+    def ask(self, grid: np.ndarray, question: str) -> dict:
+        """What the CLI, the pyfunc model and the service return: the answer as the engineer reads
+        it, its fields, and its grammar text; ValueError naming what is wrong with a map that is not one."""
+        check_grid(grid)
+        a = self.answer(grid, question)
+        words = {k: [tuple(p) for p in v] for k, v in self.lm.meta.words.items()}
+        return {"answer_text": sentence(a, words, self.lm.meta.items[0]), "answer": dataclasses.asdict(a),
+                "grammar": render(a)}
+
+
+def check_grid(grid: np.ndarray) -> None:
+    """A bin map holds only 0 / 128 / 255 and at least one die."""
+    other = sorted(set(np.unique(grid).tolist()) - set(VALUES))
+    if other:
+        raise ValueError(f"not a wafer bin map: values other than 0 / 128 / 255 ({other[:5]}); "
+                         "a map has 0 off the wafer, 128 a passing die, 255 a failing die")
+    if not (grid > OUTSIDE).any():
+        raise ValueError("not a wafer bin map: no die on it (every value 0)")

@@ -36,6 +36,9 @@ class LMMeta:
     heads: int
     evidence_top: int
     score_bins: int
+    kind_floor: float = 0.0
+    """Below this probability of the likeliest kind a question reads as a pattern question
+    (wafer.lm_kind_floor; 0 in a folder saved before it)."""
 
 
 def vocabulary(meta: LMMeta) -> list[str]:
@@ -88,7 +91,7 @@ class WaferLM:
         pattern, else `-`; then [ANS] and the decided label."""
         self.model.eval()
         ids = self.tokenizer(self.prompt(question, probs), return_tensors="pt").input_ids
-        kind, ids = self._pick(ids, self._kinds)
+        kind, ids = self._pick(ids, self._kinds, self.meta.kind_floor)
         if kind == OFF:
             return Reading(OFF_KIND)
         asked = ""
@@ -99,9 +102,12 @@ class WaferLM:
         decided, _ = self._pick(self._force(ids, ANS), self._labels)
         return Reading(kind, asked, decided)
 
-    def _pick(self, ids: torch.Tensor, allowed: list[int]) -> tuple[str, torch.Tensor]:
-        logits = self.model(input_ids=ids).logits[0, -1]
-        best = allowed[int(logits[allowed].argmax())]
+    def _pick(self, ids: torch.Tensor, allowed: list[int], floor: float = 0.0) -> tuple[str, torch.Tensor]:
+        """The likeliest of the `allowed` tokens next; with a `floor`, the first allowed token (the
+        pattern kind) when the likeliest one's probability among them is below it."""
+        logits = self.model(input_ids=ids).logits[0, -1, allowed]
+        p = torch.softmax(logits, -1)
+        best = allowed[int(p.argmax()) if float(p.max()) >= floor else 0]
         return self.tokenizer.convert_ids_to_tokens(best), torch.cat([ids, torch.tensor([[best]])], 1)
 
     def _force(self, ids: torch.Tensor, token: str) -> torch.Tensor:

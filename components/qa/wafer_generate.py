@@ -8,6 +8,13 @@ asks, the label it asks about, the pattern the map's label says. Presence questi
 the map's own pattern half of the time and about another one otherwise; "None" maps are asked
 every kind too, and their reading decides None ("no systematic pattern").
 
+The asked pattern's name is typed as engineers also type it: a word of it now and then new to
+the model (`hide_name`), and on a share of presence questions a name the model cannot know at
+all. Such a question still asks whether a pattern is there, but which one only the evidence can
+tell: its reading asks about the branch's likeliest pattern, and the answer names that pattern
+("No center pattern found ..."), so the engineer sees what was checked instead of being told
+the question is off-topic.
+
 Preference pairs (DPO) share the prompt and the right reading; the rejected one names a pattern
 the map does not show: on a None map the branch's likeliest pattern (an invented pattern); where
 the branch's likeliest label is wrong, that label (an overconfident wrong answer); otherwise
@@ -64,6 +71,26 @@ def reading_for(kind: str, label: str, labels: Sequence[str], rng: random.Random
     return Reading(kind, asked, label)
 
 
+def likeliest_pattern(probs: dict[str, float]) -> str:
+    """The branch's likeliest label other than None: what a presence question naming a pattern
+    the model cannot know is read as asking about (see the module doc)."""
+    return max((lb for lb in probs if lb != NONE), key=lambda lb: probs[lb])
+
+
+def hide_name(pair: tuple[str, str], dropout: float, rng: random.Random) -> tuple[str, str]:
+    """A pattern's (singular, plural) name with each word replaced by UNKNOWN_WORD at chance
+    `dropout`, the same words in both forms and at least one word kept: a name the model knows
+    only in part ("outer ring", "middle blob") is then read from the words it does know."""
+    singular, plural = pair[0].split(), pair[1].split()
+    drop = [rng.random() < dropout for _ in singular]
+    if all(drop):
+        drop[rng.randrange(len(drop))] = False
+    if len(plural) != len(singular):
+        return " ".join(UNKNOWN_WORD if d else w for w, d in zip(singular, drop, strict=True)), pair[1]
+    return tuple(" ".join(UNKNOWN_WORD if d else w for w, d in zip(ws, drop, strict=True))
+                 for ws in (singular, plural))
+
+
 def as_typed(question: str, protected: set[str], items: Sequence[str], embellish_share: float, dropout: float,
              rng: random.Random) -> str:
     """The question as people also type it (`qa/generate.embellish` at chance embellish_share),
@@ -78,11 +105,14 @@ def as_typed(question: str, protected: set[str], items: Sequence[str], embellish
 
 def qa_rows(labels_probs: Sequence[tuple[str, dict[str, float]]], words: Words, items: Sequence[str], per_map: int,
             off_share: float, top: int, bins: int, seed: int, normalize=lambda q: q, embellish_share: float = 0.0,
-            dropout: float = 0.0, off_dropout: float = 0.0) -> list[dict]:
+            dropout: float = 0.0, off_dropout: float = 0.0, name_dropout: float = 0.0,
+            unknown_name_share: float = 0.0) -> list[dict]:
     """`per_map` rows per (label, branch probabilities) of a map: a kind drawn per row (OFF with
     probability off_share), its question phrased at random and typed as people do (`as_typed`;
     an off-topic one loses its words at chance off_dropout: a question of words the model never
-    saw, naming no pattern, then reads as not about the map)."""
+    saw, naming no pattern, then reads as not about the map). A presence question's pattern name
+    loses words at chance name_dropout (`hide_name`); at chance unknown_name_share it is a word
+    the model does not know and asks about the branch's likeliest pattern (see the module doc)."""
     rng = random.Random(seed)
     labels = list(words)
     rows = []
@@ -90,8 +120,16 @@ def qa_rows(labels_probs: Sequence[tuple[str, dict[str, float]]], words: Words, 
         for _ in range(per_map):
             kind = OFF_KIND if rng.random() < off_share else rng.choice(KINDS)
             reading = reading_for(kind, label, labels, rng)
-            protected = KEY_WORDS | {w for pair in words.get(reading.asked, ()) for w in " ".join(pair).split()}
-            question = normalize(as_typed(ask(kind, reading.asked, words, items, rng), protected, items,
+            said = words
+            if reading.asked:
+                if rng.random() < unknown_name_share:
+                    reading = Reading(kind, likeliest_pattern(probs), label)
+                    pair = (UNKNOWN_WORD, UNKNOWN_WORD)
+                else:
+                    pair = hide_name(rng.choice(words[reading.asked]), name_dropout, rng)
+                said = {reading.asked: (pair,)}
+            protected = KEY_WORDS | {w for pair in said.get(reading.asked, ()) for w in " ".join(pair).split()}
+            question = normalize(as_typed(ask(kind, reading.asked, said, items, rng), protected, items,
                                           embellish_share, off_dropout if kind == OFF_KIND else dropout, rng))
             rows.append({"prompt": prompt(question, probs, top, bins), "completion": completion(reading),
                          "kind": kind, "label": label, "map": index})

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from components.qa.wafer_measure import LOCATIONS, MORPHOLOGIES, Measured
-from components.qa.wafer_vocab import KINDS, NONE, OFF_KIND, ROOT_CAUSES
+from components.qa.wafer_vocab import KINDS, NONE, OFF_KIND, PATTERN_LOCATION, ROOT_CAUSES
 
 ASK, ANS, EV, EOF, OFF, NO_LABEL = "[ASK]", "[ANS]", "[EV]", "[EOF]", "[OFF]", "-"
 READING_TOKENS = (ASK, ANS, EV, EOF, OFF, NO_LABEL)
@@ -91,7 +91,7 @@ def answer_of(reading: Reading, probs: dict[str, float], measured: Measured) -> 
     p = reading.decided
     fields: dict = {"pattern": p, "conf": round(probs[p], 2), "fail": measured.failing, "dies": measured.dies,
                     "share": round(100 * measured.share, SHARE_DECIMALS), "cause": tuple(ROOT_CAUSES.get(p, ())),
-                    "loc": "none" if p == NONE else measured.location,
+                    "loc": "none" if p == NONE else PATTERN_LOCATION.get(p, measured.location),
                     "morph": "scattered" if p == NONE and measured.failing else ("none" if p == NONE else measured.morphology)}
     if reading.kind == "presence":
         found = p == reading.asked
@@ -189,12 +189,12 @@ def sentence(a: WaferAnswer, words: dict, item: str = "wafer") -> str:
         return (f"I can only answer questions about this {item}'s failing dies: their pattern, where they are, "
                 "their shape, how many failed and what might cause it.")
     none = a.pattern == NONE
-    said = "no systematic pattern" if none else f"a {name(a.pattern)}"
+    said = "no systematic pattern" if none else _a(name(a.pattern))
     conf = f" (confidence {a.conf:.2f})" if a.conf is not None else ""
     if a.kind == "pattern":
         return f"This {item} shows {said}{conf}."
     if a.kind == "presence":
-        head = f"Yes, there is a {name(a.asked)}" if a.found else f"No {name(a.asked)} found"
+        head = f"Yes, there is {_a(name(a.asked))}" if a.found else f"No {name(a.asked)} found"
         rest = "" if a.found else f"; the {item} shows {said}"
         return f"{head}{conf}{rest}."
     if a.kind == "morphology":
@@ -209,6 +209,10 @@ def sentence(a: WaferAnswer, words: dict, item: str = "wafer") -> str:
     if none:
         return f"This {item} shows no systematic pattern{conf}, so {causes}."
     return f"This {item} shows {said}{conf}. Possible causes to check (hypotheses, not findings): {causes}."
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def _where(loc: str) -> str:

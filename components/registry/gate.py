@@ -16,7 +16,9 @@ from typing import NamedTuple
 
 from components.config import GateConfig
 from components.evaluation import paired
-from components.evaluation.columns import COLUMNS
+from components.evaluation.columns import COLUMNS_OF_KIND
+from components.evaluation.wafer_metrics import sum_figures
+from components.line import BOXES_KIND, WAFER_KIND
 
 # (metric, GateConfig field, op). Strict ops: the threshold itself fails. Every metric here is
 # a reported column (evaluation/columns.py COLUMNS, what every table shows), judged on its
@@ -39,16 +41,40 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("false_none_rate", "max_false_none_rate", "<"),
     ("question_read_accuracy", "min_question_read_accuracy", ">"),
 )
+WAFER_RULES: tuple[tuple[str, str, str], ...] = (
+    ("macro_f1", "min_macro_f1", ">"),
+    ("none_false_alarm", "max_none_false_alarm", "<"),
+    ("pattern_recall_min", "min_pattern_recall_min", ">"),
+    ("location_accuracy", "min_location_accuracy", ">"),
+    ("fail_share_mae", "max_fail_share_mae", "<"),
+    ("ece", "max_ece", "<"),
+    ("latency_p95_s", "max_latency_p95_s", "<"),
+    ("question_read_accuracy", "min_question_read_accuracy", ">"),
+)
+"""The wafer line's rules (evaluation/wafer_evaluate.py figures, columns.WAFER)."""
+RULES_OF_KIND: dict[str, tuple[tuple[str, str, str], ...]] = {BOXES_KIND: RULES, WAFER_KIND: WAFER_RULES}
+"""The rules a line of each kind (components/line.py KINDS) is judged by."""
 GATED: tuple[str, ...] = tuple(r[0] for r in RULES)
 NEEDS_REFERENCE: tuple[str, ...] = ("template_false_alarm",)
 """Figures measured on defect-free references: a line that has none (reference `none`, e.g.
 steel strip) cannot measure them, so its gate leaves them out (and says so), rather than failing
 every candidate on a figure no line of its kind has."""
-PAIRED: tuple[str, ...] = tuple(m for m in GATED if m not in ("latency_p95_s", "ece", "parse_failure_rate"))
-"""The gated figures compared with the champion's on the same boards."""
-HIGHER_IS_BETTER: dict[str, bool] = {m: op == ">" for m, _, op in RULES}
-_REPORTED = {c.key: c.higher_is_better for c in COLUMNS}
-_ASTRAY = [m for m in GATED if _REPORTED.get(m, "not reported") is not HIGHER_IS_BETTER[m]]
+ABSOLUTE_ONLY = ("latency_p95_s", "ece", "parse_failure_rate")
+"""Judged on their limits only: binned (ECE), timed at different moments (latency), near zero by
+construction (parse failures)."""
+PAIRED_OF_KIND: dict[str, tuple[str, ...]] = {
+    kind: tuple(m for m, _, _ in rules if m not in ABSOLUTE_ONLY) for kind, rules in RULES_OF_KIND.items()}
+"""Per line kind, the gated figures compared with the champion's on the same boards / maps."""
+PAIRED: tuple[str, ...] = PAIRED_OF_KIND["boxes"]
+HIGHER_IS_BETTER: dict[str, bool] = {m: op == ">" for rules in RULES_OF_KIND.values() for m, _, op in rules}
+
+
+def _astray(kind: str) -> list[str]:
+    reported = {c.key: c.higher_is_better for c in COLUMNS_OF_KIND[kind]}
+    return [m for m, _, op in RULES_OF_KIND[kind] if reported.get(m, "not reported") is not (op == ">")]
+
+
+_ASTRAY = [f"{m} ({kind})" for kind in RULES_OF_KIND for m in _astray(kind)]
 if _ASTRAY:
     raise ImportError(f"gate rules on {', '.join(_ASTRAY)}: not a reported column of evaluation/columns.py, "
                       "or judged against the column's better side")
@@ -130,11 +156,12 @@ def _describe(c: Check) -> str:
     return f"{what} ({c.detail})" if c.detail else what
 
 
-def _champion_checks(gate: GateConfig, comparison: Comparison, skipped: tuple[str, ...] = ()) -> tuple[list[Check], list[str]]:
+def _champion_checks(gate: GateConfig, comparison: Comparison, skipped: tuple[str, ...] = (),
+                     kind: str = BOXES_KIND) -> tuple[list[Check], list[str]]:
     """Non-inferiority per paired figure (its interval's worse end within the margin), then
     the primary figure's difference must be an improvement or zero."""
     checks, notes = [], []
-    for metric in (m for m in PAIRED if m not in skipped):
+    for metric in (m for m in PAIRED_OF_KIND[kind] if m not in skipped):
         diff, lo, hi = comparison.get(metric, (math.nan,) * 3)
         if not math.isfinite(diff):
             notes.append(f"no paired {metric} (not measured on both models); that comparison was skipped")
@@ -152,21 +179,26 @@ def _champion_checks(gate: GateConfig, comparison: Comparison, skipped: tuple[st
     return checks, notes
 
 
-def compare(candidate_eval: str, champion_eval: str, gate: GateConfig) -> Comparison:
-    """The paired comparison of two evaluation folders (their per-board sums, same boards)."""
+def compare(candidate_eval: str, champion_eval: str, gate: GateConfig, kind: str = BOXES_KIND) -> Comparison:
+    """The paired comparison of two evaluation folders (their per-board or per-map sums, the same
+    boards / maps)."""
     return paired.bootstrap(paired.load(Path(candidate_eval) / paired.BOARDS), paired.load(Path(champion_eval) / paired.BOARDS),
-                            list(PAIRED), gate.bootstrap_draws, gate.bootstrap_seed, gate.bootstrap_level)
+                            list(PAIRED_OF_KIND[kind]), gate.bootstrap_draws, gate.bootstrap_seed, gate.bootstrap_level,
+                            figures_of=sum_figures if kind == WAFER_KIND else None)
 
 
-def judge(metrics: dict, gate: GateConfig, comparison: Comparison | None = None, reference: str = "optional") -> Verdict:
+def judge(metrics: dict, gate: GateConfig, comparison: Comparison | None = None, reference: str = "optional",
+          kind: str = BOXES_KIND) -> Verdict:
     """Apply the gate. `comparison`: paired.bootstrap of this candidate against the champion
     on the same boards; with None the candidate is judged on the absolute thresholds alone.
-    reference: the line's reference mode; `none` leaves out NEEDS_REFERENCE."""
-    skipped = NEEDS_REFERENCE if reference == "none" else ()
-    checks = [_check(m, metrics.get(m), getattr(gate, f), op) for m, f, op in RULES if m not in skipped]
+    reference: the line's reference mode; `none` leaves out NEEDS_REFERENCE. kind: the line's
+    (RULES_OF_KIND)."""
+    rules = RULES_OF_KIND[kind]
+    skipped = tuple(m for m in NEEDS_REFERENCE if m in {r[0] for r in rules}) if reference == "none" else ()
+    checks = [_check(m, metrics.get(m), getattr(gate, f), op) for m, f, op in rules if m not in skipped]
     notes: list[str] = [f"{', '.join(skipped)}: not judged, the line has no defect-free references"] if skipped else []
     if comparison:
-        more, paired_notes = _champion_checks(gate, comparison, skipped)
+        more, paired_notes = _champion_checks(gate, comparison, skipped, kind)
         checks += more
         notes += paired_notes
         notes.append("latency, ECE and parse failures: absolute limits only (not compared with the champion)")

@@ -69,3 +69,26 @@ class DefectQAModel(mlflow.pyfunc.PythonModel):
             result = self.inspector.ask(load_image(row["image"]), str(row["question"]), template=template)
             out.append(json.dumps({"answer_text": result.answer_text, "answer": result.answer.to_dict()}))
         return out
+
+
+class WaferQAModel(mlflow.pyfunc.PythonModel):
+    """The wafer line's model: predict(DataFrame[image, question]) with `image` a bin map as a
+    three-grey-level PNG (path, bytes or base64) -> list of JSON strings, each
+    {"answer_text": str, "answer": {...}}."""
+
+    def load_context(self, context):
+        from components.model.wafer_inspector import WaferInspector  # heavy (torch); only when served
+
+        self.inspector = WaferInspector.load(context.artifacts[ARTIFACT_KEY])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        import numpy as np
+
+        out = []
+        for i, row in enumerate(_rows(model_input)):
+            if not _present(row.get("image")) or not _present(row.get("question")):
+                raise ValueError(f"row {i}: columns 'image' (the map) and 'question' are required")
+            grid = np.asarray(load_image(row["image"]).convert("L"), dtype=np.uint8)
+            result = self.inspector.ask(grid, str(row["question"]))
+            out.append(json.dumps({"answer_text": result["answer_text"], "answer": result["answer"]}))
+        return out

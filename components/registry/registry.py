@@ -28,7 +28,7 @@ import components
 import mlflow
 from components.config import Config
 from components.evaluation.columns import headline
-from components.line import LINES_DIR
+from components.line import LINES_DIR, WAFER_KIND
 from components.registry import pyfunc, tracking
 from components.registry.gate import Verdict
 
@@ -168,7 +168,7 @@ def log_pyfunc(cfg: Config, run_id: str, model_dir: str | Path):
         # Model.log takes run_id explicitly, so the caller's "active run" state is untouched.
         return Model.log(
             None, name="model", flavor=mlflow.pyfunc, run_id=run_id, flavor_name="pyfunc.CustomPythonModel",
-            python_model=pyfunc.DefectQAModel(),
+            python_model=pyfunc.WaferQAModel() if cfg.line.kind == WAFER_KIND else pyfunc.DefectQAModel(),
             artifacts={pyfunc.ARTIFACT_KEY: str(Path(model_dir).resolve())},
             # The served model imports components.*, whose config reads the line files (lines/).
             code_paths=[str(Path(components.__file__).parent), str(LINES_DIR)],

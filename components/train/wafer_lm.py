@@ -20,6 +20,8 @@ from components.train.lm_common import LogTo, common_args, last_checkpoint, to_d
 from components.train.wafer_pattern import draw_weights, train_pattern
 
 Words = dict[str, tuple[tuple[str, str], ...]]
+MODEL_DIR = "model"
+"""Where in its output folder train_wafer_model saves the model."""
 
 
 def evidence_of(branch: WaferPattern, maps: list[WaferMap]) -> list[tuple[str, dict[str, float]]]:
@@ -40,7 +42,8 @@ def lm_rows(branch: WaferPattern, maps: list[WaferMap], words: Words, items: tup
     rows = qa_rows(evidence, words, items, cfg.questions_per_map, cfg.off_share, cfg.evidence_top, SCORE_BINS,
                    cfg.seed, normalize=lambda q: normalize(q, known),
                    embellish_share=cfg.embellish_share, dropout=cfg.word_dropout,
-                   off_dropout=cfg.off_word_dropout)
+                   off_dropout=cfg.off_word_dropout, name_dropout=cfg.lm_name_dropout,
+                   unknown_name_share=cfg.lm_unknown_name_share)
     return rows, preference_rows(rows, evidence, cfg.seed)
 
 
@@ -48,7 +51,7 @@ def new_lm(labels: tuple[str, ...], words: Words, items: tuple[str, ...], cfg: W
     torch.manual_seed(cfg.seed)
     return WaferLM(LMMeta(labels=list(labels), words={k: [list(p) for p in v] for k, v in words.items()},
                           items=list(items), hidden=cfg.lm_hidden, layers=cfg.lm_layers, heads=cfg.lm_heads,
-                          evidence_top=cfg.evidence_top, score_bins=SCORE_BINS))
+                          evidence_top=cfg.evidence_top, score_bins=SCORE_BINS, kind_floor=cfg.lm_kind_floor))
 
 
 def train_sft(lm: WaferLM, rows: list[dict], cfg: WaferConfig, out_dir: Path,
@@ -87,7 +90,7 @@ def train_dpo(lm: WaferLM, pairs: list[dict], cfg: WaferConfig, out_dir: Path,
 def train_wafer_model(maps: list[WaferMap], cfg: Config, out_dir: Path,
                       log: Callable[[int, dict], None] | None = None) -> tuple[WaferInspector, dict]:
     """The wafer model from accepted maps: the pattern branch (and its temperature), then the
-    language model's SFT and DPO on pairs made with the branch's evidence; saved to out_dir/model."""
+    language model's SFT and DPO on pairs made with the branch's evidence; saved to out_dir/MODEL_DIR."""
     labels, words, items = tuple(cfg.data.classes), cfg.line.words, cfg.line.items
     branch, summary = train_pattern(maps, labels, cfg.wafer, log)
     lm = new_lm(labels, words, items, cfg.wafer)
@@ -95,5 +98,5 @@ def train_wafer_model(maps: list[WaferMap], cfg: Config, out_dir: Path,
     summary |= train_sft(lm, rows, cfg.wafer, out_dir / "sft", log)
     summary |= train_dpo(lm, pairs, cfg.wafer, out_dir / "dpo", log)
     inspector = WaferInspector(branch, lm)
-    inspector.save(out_dir / "model")
+    inspector.save(out_dir / MODEL_DIR)
     return inspector, summary

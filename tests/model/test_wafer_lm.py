@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from components import config
-from components.qa.wafer_generate import preference_rows, qa_rows
+from components.qa.wafer_generate import hide_name, likeliest_pattern, preference_rows, qa_rows
 from components.qa.wafer_grammar import FIELDS, Reading, answer_of, parse, parse_reading, render, sentence
 from components.qa.wafer_measure import measure
-from components.qa.wafer_vocab import KINDS, OFF_KIND
+from components.qa.wafer_vocab import KINDS, OFF_KIND, UNKNOWN_WORD
 from components.train.wafer_lm import new_lm, train_dpo, train_sft
 
 CFG = config.load(None, line="wafer")
@@ -89,3 +89,23 @@ def test_the_language_model_learns_to_read_questions_and_dpo_changes_it(tmp_path
     assert any(not torch.equal(before[k], v) for k, v in lm.model.state_dict().items())
     again = type(lm).load(lm.save(tmp_path / "lm"))
     assert again.read("What pattern is this?", _probs("Donut")) == lm.read("What pattern is this?", _probs("Donut"))
+
+
+def test_a_pattern_name_is_hidden_in_part_or_wholly_and_an_unknown_one_asks_the_likeliest_pattern():
+    rng = random.Random(0)
+    for _ in range(50):
+        s, p = hide_name(("local edge failure", "local edge failures"), 0.9, rng)
+        assert s.split().count(UNKNOWN_WORD) == p.split().count(UNKNOWN_WORD) < 3
+    maps = [("Scratch", _probs("Loc", 0.7)), ("None", _probs("None", 0.8) | {"Donut": 0.1})] * 40
+    rows = qa_rows(maps, CFG.line.words, CFG.line.items, 3, 0.0, 3, 10, seed=0, unknown_name_share=1.0)
+    presence = [r for r in rows if r["kind"] == "presence"]
+    assert presence and all(UNKNOWN_WORD in r["prompt"] for r in presence)
+    for r in presence:
+        asked = parse_reading("[ASK]" + r["completion"], LABELS).asked
+        assert asked == likeliest_pattern(maps[r["map"]][1]) != "None"
+
+
+def test_a_kind_floor_reads_an_unclear_question_as_a_pattern_question():
+    lm = new_lm(LABELS, CFG.line.words, CFG.line.items, CFG.wafer)
+    lm.meta.kind_floor = 1.0
+    assert lm.read("xqzjv xqzjv", _probs("Center")).kind == "pattern"
