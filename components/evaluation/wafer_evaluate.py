@@ -54,6 +54,11 @@ class Asked:
     question: str
     answer: WaferAnswer
 
+    @property
+    def read_right(self) -> bool:
+        """The answer is of the kind asked, about the pattern asked."""
+        return self.answer.kind == self.kind and self.answer.asked == self.asked
+
 
 def evaluate_wafer(inspector: WaferInspector, maps: list[WaferMap], cfg: Config,
                    export: Path | None = None) -> tuple[dict, list[Asked], dict[str, Stats]]:
@@ -62,22 +67,24 @@ def evaluate_wafer(inspector: WaferInspector, maps: list[WaferMap], cfg: Config,
     phrasings, names, rng = heldout_phrasings(), _names(cfg), random.Random(cfg.wafer.seed)
     patterns = [lb for lb in labels if lb != NONE]
     probs = inspector.distributions([m.grid for m in maps])
-    asked, sums, read_ok = [], {}, defaultdict(list)
-
-    def put(i: int, kind: str, about: str) -> WaferAnswer:
-        question = ask(kind, about, names, cfg.line.items, rng, phrasings)
-        a = parse(render(inspector.answer(maps[i].grid, question, probs[i])), labels)
-        asked.append(Asked(i, kind, about, question, a))
-        read_ok[kind].append(a.kind == kind and a.asked == about)
-        return a
-
+    plan = []  # (map, kind, asked about, question): every question first, then answered in batches
     for i, m in enumerate(maps):
-        pattern = put(i, "pattern", "")
+        plan.append((i, "pattern", "", ask("pattern", "", names, cfg.line.items, rng, phrasings)))
         kind = OTHER_KINDS[i % len(OTHER_KINDS)]
         about = (m.label if m.label != NONE and rng.random() < 0.5 else rng.choice(patterns)) if kind == "presence" else ""
-        other = put(i, kind, about)
-        sums[m.map_id] = map_sums(m.label, pattern.pattern or NONE, questions=2,
-                                  read_ok=read_ok["pattern"][-1] + read_ok[kind][-1], **_measured(m, kind, other))
+        plan.append((i, kind, about, ask(kind, about, names, cfg.line.items, rng, phrasings)))
+    answers = inspector.answers([maps[i].grid for i, *_ in plan], [q for *_, q in plan], [probs[i] for i, *_ in plan])
+    asked = [Asked(i, kind, about, q, parse(render(a), labels))
+             for (i, kind, about, q), a in zip(plan, answers, strict=True)]
+    read_ok = defaultdict(list)
+    for a in asked:
+        read_ok[a.kind].append(a.read_right)
+    sums = {}
+    for pattern, other in zip(asked[::2], asked[1::2], strict=True):
+        m = maps[pattern.index]
+        sums[m.map_id] = map_sums(m.label, pattern.answer.pattern or NONE, questions=2,
+                                  read_ok=pattern.read_right + other.read_right,
+                                  **_measured(m, other.kind, other.answer))
     pred = [a.answer.pattern or NONE for a in asked if a.kind == "pattern"]
     conf = [a.answer.conf if a.answer.conf is not None else 0.0 for a in asked if a.kind == "pattern"]
     scores = label_metrics(pred, conf, [m.label for m in maps], list(labels), cfg.eval.ece_bins)

@@ -37,9 +37,15 @@ class WaferInspector:
         return [dict(zip(labels, p.tolist(), strict=True)) for p in self.branch.probabilities(grids)]
 
     def answer(self, grid: np.ndarray, question: str, probs: dict[str, float] | None = None) -> WaferAnswer:
-        """`probs`: the branch's distribution when already computed (a batch), else computed here."""
-        probs = probs or self.distributions([grid])[0]
-        return answer_of(self.lm.read(question, probs), probs, measure(grid))
+        """`probs`: the branch's distribution when already computed, else computed here."""
+        return self.answers([grid], [question], [probs] if probs else None)[0]
+
+    def answers(self, grids: list[np.ndarray], questions: list[str],
+                probs: list[dict[str, float]] | None = None) -> list[WaferAnswer]:
+        """One question per map, read in batches; `probs` as for `answer`."""
+        probs = probs or self.distributions(grids)
+        readings = self.lm.read_batch(questions, probs)
+        return [answer_of(r, p, measure(g)) for r, p, g in zip(readings, probs, grids, strict=True)]
 
     def ask(self, grid: np.ndarray, question: str) -> dict:
         """What the CLI, the pyfunc model and the service return: the answer as the engineer reads

@@ -85,33 +85,49 @@ class WaferLM:
         """What the model reads: the question normalised to its words, the branch's evidence, [ASK]."""
         return prompt(normalize(question, self.known), probs, self.meta.evidence_top, self.meta.score_bins)
 
-    @torch.no_grad()
     def read(self, question: str, probs: dict[str, float]) -> Reading:
-        """The reading, decoded greedily under the grammar: a kind (or [OFF]); for presence the asked
-        pattern, else `-`; then [ANS] and the decided label."""
+        return self.read_batch([question], [probs])[0]
+
+    @torch.no_grad()
+    def read_batch(self, questions: list[str], probs: list[dict[str, float]], batch: int = 256) -> list[Reading]:
+        """Each question's reading, decoded greedily under the grammar: a kind (or [OFF]); for
+        presence the asked pattern, else `-`; then [ANS] and the decided label. The prompts of a
+        batch are left-padded and decoded in step, so a batch reads as each prompt alone."""
         self.model.eval()
-        ids = self.tokenizer(self.prompt(question, probs), return_tensors="pt").input_ids
-        kind, ids = self._pick(ids, self._kinds, self.meta.kind_floor)
-        if kind == OFF:
-            return Reading(OFF_KIND)
-        asked = ""
-        if kind == "presence":
-            asked, ids = self._pick(ids, self._patterns)
-        else:
-            ids = self._force(ids, NO_LABEL)
-        decided, _ = self._pick(self._force(ids, ANS), self._labels)
-        return Reading(kind, asked, decided)
+        out: list[Reading] = []
+        for i in range(0, len(questions), batch):
+            prompts = [self.prompt(q, p) for q, p in zip(questions[i:i + batch], probs[i:i + batch], strict=True)]
+            out += self._read_prompts(prompts)
+        return out
 
-    def _pick(self, ids: torch.Tensor, allowed: list[int], floor: float = 0.0) -> tuple[str, torch.Tensor]:
-        """The likeliest of the `allowed` tokens next; with a `floor`, the first allowed token (the
-        pattern kind) when the likeliest one's probability among them is below it."""
-        logits = self.model(input_ids=ids).logits[0, -1, allowed]
+    def _read_prompts(self, prompts: list[str]) -> list[Reading]:
+        self.tokenizer.padding_side = "left"
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True)
+        ids, mask = enc.input_ids, enc.attention_mask
+        kinds, ids, mask = self._pick(ids, mask, self._kinds, self.meta.kind_floor)
+        presence = torch.tensor([k == "presence" for k in kinds])
+        asked, ids, mask = self._pick(ids, mask, self._patterns)
+        ids[presence.logical_not(), -1] = self.tokenizer.convert_tokens_to_ids(NO_LABEL)  # other kinds ask none
+        ids, mask = self._force(ids, mask, ANS)
+        decided, _, _ = self._pick(ids, mask, self._labels)
+        return [Reading(OFF_KIND) if k == OFF else Reading(k, a if k == "presence" else "", d)
+                for k, a, d in zip(kinds, asked, decided, strict=True)]
+
+    def _pick(self, ids: torch.Tensor, mask: torch.Tensor, allowed: list[int],
+              floor: float = 0.0) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+        """Per row the likeliest of the `allowed` tokens next, appended; with a `floor`, the first
+        allowed token (the pattern kind) where the likeliest one's probability among them is below it."""
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: each prompt starts at position 0
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1, allowed]
         p = torch.softmax(logits, -1)
-        best = allowed[int(p.argmax()) if float(p.max()) >= floor else 0]
-        return self.tokenizer.convert_ids_to_tokens(best), torch.cat([ids, torch.tensor([[best]])], 1)
+        best = torch.where(p.max(-1).values >= floor, p.argmax(-1), torch.zeros_like(p.argmax(-1)))
+        chosen = torch.tensor(allowed)[best]
+        return (self.tokenizer.convert_ids_to_tokens(chosen.tolist()), torch.cat([ids, chosen[:, None]], 1),
+                torch.cat([mask, torch.ones_like(chosen)[:, None]], 1))
 
-    def _force(self, ids: torch.Tensor, token: str) -> torch.Tensor:
-        return torch.cat([ids, torch.tensor([[self.tokenizer.convert_tokens_to_ids(token)]])], 1)
+    def _force(self, ids: torch.Tensor, mask: torch.Tensor, token: str) -> tuple[torch.Tensor, torch.Tensor]:
+        col = torch.full((len(ids), 1), self.tokenizer.convert_tokens_to_ids(token))
+        return torch.cat([ids, col], 1), torch.cat([mask, torch.ones_like(col)], 1)
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)

@@ -6,8 +6,8 @@ import re
 
 from components.config import Config, GateConfig
 from components.data.records import Sample
-from components.evaluation.columns import COLUMNS, DESCRIBE, PERTURBED, REPORTED, SUITE, headline, json_safe
-from components.registry.gate import RULES
+from components.evaluation.columns import COLUMNS, COLUMNS_OF_KIND, DESCRIBE, PERTURBED, REPORTED, SUITE, headline, json_safe
+from components.registry.gate import RULES_OF_KIND
 
 
 def _metrics() -> dict:
@@ -26,13 +26,16 @@ def _cells(line: str) -> list[str]:
 
 
 def test_every_gated_metric_is_a_reported_column_on_its_better_side():
-    better = {c.key: c.higher_is_better for c in COLUMNS}
-    for metric, _field, op in RULES:
-        assert metric in REPORTED, metric
-        assert better[metric] is (op == ">"), metric
+    for kind, rules in RULES_OF_KIND.items():
+        better = {c.key: c.higher_is_better for c in COLUMNS_OF_KIND[kind]}
+        for metric, _field, op in rules:
+            assert metric in better, (kind, metric)
+            assert better[metric] is (op == ">"), (kind, metric)
     thresholds = {f.name for f in dataclasses.fields(GateConfig) if f.name.startswith(("min_", "max_"))}
-    assert thresholds == {field for _, field, _ in RULES}  # every threshold is judged, on a reported column
-    assert set(GateConfig().champion_margins) <= set(REPORTED)
+    judged = {field for rules in RULES_OF_KIND.values() for _, field, _ in rules}
+    assert thresholds == judged  # every threshold is judged by some line kind, on a reported column
+    reported = {c.key for columns in COLUMNS_OF_KIND.values() for c in columns}
+    assert set(GateConfig().champion_margins) <= reported
     assert len(set(REPORTED)) == len(REPORTED) and len({c.header for c in COLUMNS}) == len(COLUMNS)
     assert COLUMNS == DESCRIBE + SUITE and set(PERTURBED) <= set(DESCRIBE)
 

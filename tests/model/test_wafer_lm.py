@@ -109,3 +109,14 @@ def test_a_kind_floor_reads_an_unclear_question_as_a_pattern_question():
     lm = new_lm(LABELS, CFG.line.words, CFG.line.items, CFG.wafer)
     lm.meta.kind_floor = 1.0
     assert lm.read("xqzjv xqzjv", _probs("Center")).kind == "pattern"
+
+
+def test_a_batch_of_questions_reads_as_each_question_alone():
+    """Left padding and position ids: a short prompt beside long ones reads as it does alone."""
+    lm = new_lm(LABELS, CFG.line.words, CFG.line.items, CFG.wafer)
+    questions = ["How many dies failed?", "Is there a scratch on this wafer, near the edge or anywhere?", "What pattern?",
+                 "Where are the failing dies?"]
+    probs = [_probs(lb) for lb in ("Center", "Scratch", "Donut", "Edge-Ring")]
+    assert lm.read_batch(questions, probs, batch=3) == [lm.read(q, p) for q, p in zip(questions, probs, strict=True)]
+    padded = lm.tokenizer(questions, padding=True).input_ids
+    assert len({len(ids) for ids in padded}) == 1 and len({len(lm.tokenizer(q).input_ids) for q in questions}) > 1
