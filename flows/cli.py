@@ -397,10 +397,7 @@ def ask(
 
 def _ask_wafer(cfg, model: str | None, path: Path, index: int | None, question: str) -> dict:
     """One map (a PNG, or map `index` of an .npz) asked one question."""
-    import numpy as np
-    from PIL import Image
-
-    from components.data.wafer import read_npz
+    from components.data.wafer import read_map_image, read_npz
     from components.model.wafer_inspector import WaferInspector
 
     try:
@@ -410,8 +407,7 @@ def _ask_wafer(cfg, model: str | None, path: Path, index: int | None, question: 
                 _fail(f"{path}: give --index 0..{len(maps) - 1} (the map to ask about)")
             grid = maps[index].grid
         else:
-            with Image.open(path) as im:
-                grid = np.asarray(im.convert("L"), dtype=np.uint8)
+            grid = read_map_image(path)
         return WaferInspector.load(_model_dir(cfg, model)).ask(grid, question)
     except (ValueError, OSError) as exc:
         _fail(f"{path}: {exc}")

@@ -85,13 +85,24 @@ def read_png_folder(folder: str | Path) -> tuple[list[WaferMap], list[tuple[str,
                 bad.append((name, why))
                 continue
             try:
-                with Image.open(path) as im:
-                    grid = np.asarray(im.convert("L"), dtype=np.uint8)
+                grid = read_map_image(path)
             except OSError as exc:
                 bad.append((name, f"not an image ({exc})"))
                 continue
             maps.append(WaferMap(Path(name).stem, grid, row["label"].strip(), name))
     return maps, bad
+
+
+def map_grid(im: Image.Image) -> np.ndarray:
+    """The grid of a bin map image (PNG, three grey levels): its grey values as uint8 rows x cols.
+    Not checked: `check` (a drop) and `model/wafer_inspector.check_grid` (a question) say what is wrong."""
+    return np.asarray(im.convert("L"), dtype=np.uint8)
+
+
+def read_map_image(path: str | Path) -> np.ndarray:
+    """The grid of a bin map image file (`map_grid`); OSError when it is not an image."""
+    with Image.open(path) as im:
+        return map_grid(im)
 
 
 def write_png(m: WaferMap, path: str | Path) -> None:

@@ -50,11 +50,16 @@ class WaferInspector:
     def ask(self, grid: np.ndarray, question: str) -> dict:
         """What the CLI, the pyfunc model and the service return: the answer as the engineer reads
         it, its fields, and its grammar text; ValueError naming what is wrong with a map that is not one."""
-        check_grid(grid)
-        a = self.answer(grid, question)
+        return self.ask_batch([grid], [question])[0]
+
+    def ask_batch(self, grids: list[np.ndarray], questions: list[str],
+                  probs: list[dict[str, float]] | None = None) -> list[dict]:
+        """`ask` for one question per map, read in batches; `probs` as for `answers`."""
+        for grid in grids:
+            check_grid(grid)
         words = {k: [tuple(p) for p in v] for k, v in self.lm.meta.words.items()}
-        return {"answer_text": sentence(a, words, self.lm.meta.items[0]), "answer": dataclasses.asdict(a),
-                "grammar": render(a)}
+        return [{"answer_text": sentence(a, words, self.lm.meta.items[0]), "answer": dataclasses.asdict(a),
+                 "grammar": render(a)} for a in self.answers(grids, questions, probs)]
 
 
 def check_grid(grid: np.ndarray) -> None:

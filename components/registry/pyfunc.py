@@ -82,13 +82,13 @@ class WaferQAModel(mlflow.pyfunc.PythonModel):
         self.inspector = WaferInspector.load(context.artifacts[ARTIFACT_KEY])
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
-        import numpy as np
+        from components.data.wafer import map_grid
 
         out = []
         for i, row in enumerate(_rows(model_input)):
             if not _present(row.get("image")) or not _present(row.get("question")):
                 raise ValueError(f"row {i}: columns 'image' (the map) and 'question' are required")
-            grid = np.asarray(load_image(row["image"]).convert("L"), dtype=np.uint8)
+            grid = map_grid(load_image(row["image"]))
             result = self.inspector.ask(grid, str(row["question"]))
             out.append(json.dumps({"answer_text": result["answer_text"], "answer": result["answer"]}))
         return out

@@ -2,6 +2,12 @@
 
 One service answers for several product lines (`Lines`): each line's champion is followed and
 swapped on its own; /v1/inspect picks the line by its `line` field, chat by the model name.
+What a request sends and gets back follows the line's kind (components/line.py):
+- boxes (pcb, steel): `image` a board, optional `template`; the answer's defects with boxes (`inspection`);
+- wafer-map (wafer): `image` a bin map as a PNG of three grey levels (0 off the wafer, 128 a
+  passing die, 255 a failing die; a map with other values, or sides outside the line's, gets a
+  400 naming what is wrong); a template is refused with a 400 (a map is judged alone); the
+  answer in `map_inspection`.
 
 Every refused request gets a 4xx with `{"error": {"message", "type", "code"}}` (the
 OpenAI error shape, so the official client reads it) and the server keeps serving.
@@ -25,19 +31,24 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Mount
 
 from components.config import Config, ServeConfig
+from components.data.wafer import map_grid
+from components.line import WAFER_KIND
 from components.qa.grammar import GrammarError
 from components.qa.sentence import sentence
 from components.serving import chat, limits
 from components.serving.limits import InputError
 from components.serving.metrics import Metrics
-from components.serving.models import ModelHolder, NoModel, Served
+from components.serving.models import MapAnswer, ModelHolder, NoModel, Served
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("defectqa.serving")
 INSPECT_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image", "question"],
-    "properties": {"image": {"type": "string", "format": "binary", "description": "board under test"},
-                   "template": {"type": "string", "format": "binary", "description": "aligned defect-free scan"},
+    "properties": {"image": {"type": "string", "format": "binary",
+                             "description": "board under test (a wafer-map line: the bin map, a PNG of grey levels "
+                                            "0 / 128 / 255)"},
+                   "template": {"type": "string", "format": "binary",
+                                "description": "aligned defect-free scan (boxes lines only)"},
                    "question": {"type": "string"},
                    "line": {"type": "string", "description": "product line (default: the service's first)"}}}}}}}
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
@@ -204,19 +215,44 @@ async def _upload(form, field: str, required: bool) -> bytes | None:
     return None
 
 
-def _answer(holder: ModelHolder, lim: ServeConfig, question: str, board: bytes,
+def _answer(holder: ModelHolder, lim: ServeConfig, question: str, image: bytes,
             template: bytes | None) -> dict:
     """Decode, check and ask; runs in a worker thread (decoding and the model are blocking)."""
-    board_img = limits.read_image(board, "board image", lim)
-    template_img = limits.read_image(template, "template", lim) if template is not None else None
-    limits.check_pair(board_img, template_img)
+    wafer = holder.kind == WAFER_KIND
+    if wafer:
+        picture, reference = _wafer_map(holder, lim, image, template), None
+    else:
+        picture = limits.read_image(image, "board image", lim)
+        reference = limits.read_image(template, "template", lim) if template is not None else None
+        limits.check_pair(picture, reference)
     try:
-        result, served = holder.ask(board_img, question, template_img)
+        result, served = holder.ask(picture, question, reference)
     except GrammarError:
         raise  # a ValueError too, but the model's fault: answered as a 500
     except ValueError as exc:  # the Inspector's own input checks
         raise InputError(400, str(exc), "invalid_input") from exc
-    return inspection(result, served)
+    return map_inspection(result, served) if wafer else inspection(result, served)
+
+
+def _wafer_map(holder: ModelHolder, lim: ServeConfig, image: bytes, template: bytes | None):
+    """The bin-map grid of an uploaded map image (read as `defectqa ask --line wafer` reads a map PNG:
+    components/data/wafer.map_grid), checked: three grey levels, a die, sides the line accepts."""
+    from components.model.wafer_inspector import check_grid  # torch import: only with a wafer line
+
+    if template is not None:
+        raise InputError(400, f"line {holder.line!r} answers about a wafer bin map alone: send no template",
+                         "template_not_used")
+    grid = map_grid(limits.read_image(image, "wafer map", lim))
+    try:
+        check_grid(grid)
+    except ValueError as exc:
+        raise InputError(400, f"the image is {exc}", "not_a_wafer_map") from exc
+    line, (rows, cols) = holder.cfg.line, grid.shape
+    if not (line.min_height <= rows <= line.max_height and line.min_width <= cols <= line.max_width):
+        raise InputError(400, f"the wafer map is {rows} x {cols} dies (rows x columns); line {holder.line!r} takes "
+                              f"{line.min_height}..{line.max_height} rows and {line.min_width}..{line.max_width} "
+                              "columns, one pixel a die", "map_size")
+    return grid
 
 
 def inspection(result, served: Served) -> dict:
@@ -230,6 +266,7 @@ def inspection(result, served: Served) -> dict:
         "out_of_scope": ans.out_of_scope,
         "message": result.message or sentence(ans),
         "model": served.info(),
+        "line": served.line,
         "latency_s": round(result.latency_s, 4),
     }
     if ans.count is not None:
@@ -237,6 +274,19 @@ def inspection(result, served: Served) -> dict:
     if ans.asked is not None:
         body["asked"] = {"classes": list(ans.asked.classes), "count": ans.asked.count, "area": ans.asked.area}
     return body
+
+
+def map_inspection(result: MapAnswer, served: Served) -> dict:
+    """The /v1/inspect body of one wafer answer: WaferInspector.ask's dict as `defectqa ask --line
+    wafer` prints it (answer_text: the answer in words; answer: its fields, kind / pattern / conf /
+    loc / morph / fail / dies / share / cause, the ones its question kind does not answer empty;
+    grammar: its grammar text), the map's most likely pattern with its calibrated probability
+    (pattern, confidence: the pattern branch's, whatever the question asked), and what every
+    line's body has (message: the sentence a person reads, model, line, latency_s)."""
+    pattern, confidence = max(result.distribution.items(), key=lambda kv: kv[1])
+    return {**result.asked, "message": result.asked["answer_text"], "pattern": pattern,
+            "confidence": round(confidence, 4), "model": served.info(), "line": served.line,
+            "latency_s": round(result.latency_s, 4)}
 
 
 class Lines:
@@ -302,13 +352,14 @@ def _add_routes(app: FastAPI, lines: Lines, lim: ServeConfig) -> None:
     async def models():
         """One model per line that has one loaded, the default line's first."""
         data = [{"id": s.name, "object": "model", "created": int(s.loaded_at), "owned_by": "defectqa",
-                 "version": s.version, "line": name}
+                 "version": s.version, "line": name, "kind": s.kind}
                 for name, h in lines.holders.items() if (s := h.current) is not None]
         return {"object": "list", "data": data}
 
     @app.post("/v1/inspect", openapi_extra=INSPECT_FORM)
     async def inspect(request: Request):
-        """Ask about a board: multipart fields image, question and optionally template and line."""
+        """Ask about a board (multipart fields image, question, optionally template and line), or with
+        a wafer-map line about a bin map (image, question, line)."""
         form = await _read_form(request, lim)
         try:
             asked = lines.of(_text(form.get("line")))
@@ -323,7 +374,8 @@ def _add_routes(app: FastAPI, lines: Lines, lim: ServeConfig) -> None:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: chat.ChatRequest):
-        """OpenAI-compatible: content parts image_url (board, optional template) + text (question)."""
+        """OpenAI-compatible: content parts image_url (board, optional template; a wafer model: the
+        bin map) + text (question)."""
         asked = lines.by_model(req.model)
         text, urls = chat.extract(req)
         question = limits.check_question(text, lim)

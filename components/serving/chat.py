@@ -1,7 +1,8 @@
 """The OpenAI-compatible chat endpoint's request schema and its translation to an inspection.
 
 The board is the first `image_url` content part (a data URL or bare base64), the
-template the optional second one; the question is the text of the last user message.
+template the optional second one; the question is the text of the last user message. A wafer
+line's model (named like any other: `defect-vlm-wafer`) takes its bin map as the one image.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class ChatRequest(BaseModel):
     stream: bool = False
     response_format: dict | None = None
     """{"type": "text"} (default): the answer as a sentence; {"type": "grammar"}: the answer
-    grammar text (`[DEFECT] short [BOX] ...`); {"type": "json_object"}: the inspection as JSON."""
+    grammar text (`[DEFECT] short [BOX] ...`, a wafer line's `[KIND] pattern [PATTERN] ...`);
+    {"type": "json_object"}: the inspection as JSON."""
 
 
 def _parts(m: Message) -> list[Part]:
@@ -95,7 +97,8 @@ def completion(inspection: dict, model_name: str, content: str = "text") -> dict
     `inspection` always carries the structured answer (same fields as /v1/inspect)."""
     import json
 
-    text = {"text": inspection["message"], "grammar": inspection["answer_text"],
+    # A boxes line's answer_text is its grammar text; a wafer line's is the sentence, beside `grammar`.
+    text = {"text": inspection["message"], "grammar": inspection.get("grammar", inspection["answer_text"]),
             "json_object": json.dumps({k: v for k, v in inspection.items() if k != "model"})}[content]
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",

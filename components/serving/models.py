@@ -8,6 +8,10 @@ model they started with, and new requests go to the new one.
 
 Each `Served` model answers through its own micro-batcher (components/serving/batcher.py):
 concurrent requests are answered together, up to `serve.max_batch` per model call.
+
+What a line's model is follows the line's kind (components/line.py), in one place (`load_model`):
+a boxes line's is an Inspector (boards, optional templates), a wafer-map line's a WaferInspector
+behind `WaferMaps` (bin-map grids, no template), which answers the batcher's calls like an Inspector.
 """
 from __future__ import annotations
 
@@ -20,9 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from components.config import Config
+from components.line import BOXES_KIND, WAFER_KIND
 from components.registry import registry
 from components.serving.batcher import Batcher
 
@@ -41,6 +47,10 @@ class Served:
     name: str
     version: str
     folder: Path
+    line: str = ""
+    """The product line it answers for (its config's line.name)."""
+    kind: str = BOXES_KIND
+    """The line's kind: what a request sends (a board, or a wafer bin map) and what it gets back."""
     loaded_at: float = field(default_factory=time.time)
     # The only way requests reach the model: one batch at a time, from the batcher's worker.
     batcher: Batcher | None = field(default=None, repr=False)
@@ -51,6 +61,47 @@ class Served:
 
     def info(self) -> dict:
         return {"name": self.name, "version": self.version}
+
+
+@dataclass(frozen=True)
+class MapAnswer:
+    """One wafer question's answer as the service returns it."""
+    asked: dict
+    """WaferInspector.ask's answer: {answer_text, answer (the WaferAnswer's fields), grammar}."""
+    distribution: dict[str, float]
+    """The pattern branch's calibrated distribution over the line's labels, for the map."""
+    latency_s: float
+    """The batch's time divided by its size (as an Inspector's answers report it)."""
+
+
+class WaferMaps:
+    """A WaferInspector as the batcher calls a model: ask_batch([(grid, None), ...], questions).
+
+    The batch's maps go through the pattern branch in one call (their distributions: each map's most
+    likely pattern, whatever its question asks), then the questions are read together
+    (WaferInspector.ask_batch, the one place a wafer answer is written)."""
+
+    def __init__(self, inspector):
+        self.inspector = inspector
+
+    def ask_batch(self, pairs: list[tuple], questions: list[str]) -> list[MapAnswer]:
+        start = time.perf_counter()
+        grids = [grid for grid, _template in pairs]
+        distributions = self.inspector.distributions(grids)
+        asked = self.inspector.ask_batch(grids, questions, distributions)
+        each = (time.perf_counter() - start) / len(grids)
+        return [MapAnswer(a, d, each) for a, d in zip(asked, distributions, strict=True)]
+
+
+def load_model(folder: Path, cfg: Config):
+    """The model of a line's model folder, by the line's kind (heavy imports: only when a model loads)."""
+    if cfg.line.kind == WAFER_KIND:
+        from components.model.wafer_inspector import WaferInspector
+
+        return WaferMaps(WaferInspector.load(folder))
+    from components.model.blur_check import load_inspector
+
+    return load_inspector(folder, cfg)
 
 
 def champion_target(cfg: Config, model_uri: str | None) -> str | None:
@@ -70,6 +121,7 @@ class ModelHolder:
         self.on_batch = on_batch
         self.follows = champion_target(cfg, model_uri)
         self.cfg = dataclasses.replace(cfg, registered_model=self.follows) if self.follows else cfg
+        self.line, self.kind = cfg.line.name, cfg.line.kind
         self.interval = cfg.serve.reload_interval_s
         self.reloads = 0
         self.problem = "the model has not been loaded yet"
@@ -121,8 +173,9 @@ class ModelHolder:
             raise NoModel(self.problem)
         return served
 
-    def ask(self, image: Image.Image, question: str, template: Image.Image | None = None):
-        """(InspectResult, Served) from the model serving right now, batched with concurrent requests."""
+    def ask(self, image: Image.Image | np.ndarray, question: str, template: Image.Image | None = None):
+        """(InspectResult, Served) from the model serving right now, batched with concurrent requests;
+        a wafer-map line: (MapAnswer, Served) for a bin-map grid (`image`), never with a template."""
         served = self.require()  # taken once: a swap during this call does not affect it
         return served.batcher.ask(image, question, template), served
 
@@ -162,11 +215,9 @@ class ModelHolder:
         return True
 
     def _load(self, folder: Path, name: str, version: str) -> Served:
-        from components.model.blur_check import load_inspector  # torch import: only when a model loads
-
-        inspector = load_inspector(folder, self.cfg)
+        inspector = load_model(folder, self.cfg)
         batcher = Batcher(inspector, self.cfg.serve.max_batch, self.cfg.serve.batch_wait_ms / 1000, self.on_batch)
-        return Served(inspector, name, str(version), Path(folder), batcher=batcher)
+        return Served(inspector, name, str(version), Path(folder), self.line, self.kind, batcher=batcher)
 
     def _fixed_identity(self, folder: Path) -> tuple[str, str]:
         """(name, version) to report: registry downloads live in <cache>/<name>/v<version>/..."""

@@ -162,3 +162,33 @@ def test_errors_are_shown_in_words(tiny_model, page, tmp_path):
         assert text.startswith("The server refused the request:") and "not an image" in text
         assert page.locator("#overlay rect").count() == 0
         assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_the_wafer_line_shows_the_map_and_its_answer(two_lines, page):
+    """Pick the wafer line, upload a bin map: no template input, the map scaled up die by die,
+    the answer in words with the map's pattern and confidence, no boxes."""
+    question = "What pattern does this wafer show?"
+    path = two_lines.png[two_lines.maps[0].map_id]
+    with BackgroundServer(create_app(two_lines.pcb, other_lines=two_lines.other_lines())) as server:
+        api = httpx.post(f"{server.url}/v1/inspect", files={"image": ("m.png", path.read_bytes())},
+                         data={"question": question, "line": "wafer"}, timeout=120).json()
+        page.goto(server.url)
+        page.wait_for_function("document.getElementById('line').options.length === 2")
+        assert page.locator("#template-drop").is_visible()
+        page.select_option("#line", "wafer")
+        assert page.locator("#template-drop").is_hidden() and page.text_content("#board-title") == "Wafer map"
+        page.set_input_files("#board", str(path))
+        page.wait_for_function("document.getElementById('board-img').naturalWidth > 0")
+        page.locator(".suggestion", has_text=question).click()
+        page.wait_for_function("!document.getElementById('map-result').hidden", timeout=120_000)
+        assert page.text_content("#map-answer") == api["answer_text"]
+        assert page.text_content("#pattern") == api["pattern"]
+        assert page.text_content("#confidence") == f"{api['confidence']:.2f}"
+        assert page.text_content("#answer-text") == api["grammar"]
+        assert page.locator("#overlay rect").count() == 0 and page.locator("#defects li").count() == 0
+        rows, cols = two_lines.maps[0].grid.shape
+        shown = page.locator("#board-img").bounding_box()
+        assert shown["width"] >= 5 * cols  # a die is several screen pixels, not smoothed
+        assert page.eval_on_selector("#board-img", "e => getComputedStyle(e).imageRendering") == "pixelated"
+        page.select_option("#line", "pcb")
+        assert page.locator("#template-drop").is_visible() and page.text_content("#result-title") == "Defects"

@@ -1,4 +1,6 @@
-// DefectQA inspector page: upload a board (+ template), ask, draw the answer's boxes.
+// DefectQA inspector page: upload a board (+ template), ask, draw the answer's boxes; on a
+// wafer-map line (GET /v1/models gives each line's kind): upload a bin map, ask, show the answer,
+// its pattern and confidence (no boxes, no template).
 // Plain JS, no external assets: the page works offline. Server data goes in via
 // textContent / attributes only, never innerHTML.
 "use strict";
@@ -18,8 +20,28 @@ function clearAnswer() {
   $("overlay").replaceChildren();
   $("defects").replaceChildren();
   $("none-found").hidden = true;
+  $("map-result").hidden = true;
+  $("fields").replaceChildren();
   $("summary").textContent = "";
   $("answer-text").textContent = "";
+}
+
+const WAFER = "wafer-map";
+const lineKinds = {};  // line -> kind ("boxes" or "wafer-map"), from GET /v1/models
+const isWafer = () => lineKinds[$("line").value] === WAFER;
+
+// What the form asks for follows the chosen line's kind: a board (+ template), or a bin map alone.
+function applyKind() {
+  const wafer = isWafer();
+  $("template-drop").hidden = wafer;
+  $("board-title").textContent = wafer ? "Wafer map" : "Board";
+  $("board-hint").textContent = wafer ? "choose or drop a bin map PNG (grey levels 0 off wafer, 128 pass, 255 fail)"
+                                      : "choose or drop a board image";
+  $("question").placeholder = wafer ? "e.g. What pattern does this wafer show?" : "e.g. Describe all defects on this board.";
+  $("result-title").textContent = wafer ? "Answer" : "Defects";
+  $("board-img").classList.toggle("map", wafer);
+  for (const b of document.querySelectorAll(".suggestion")) b.hidden = (b.dataset.kind === WAFER) !== wafer;
+  clearAnswer();
 }
 
 const modelName = (m) => `${m.name} ${m.version === "local" ? "(local folder)" : "v" + m.version}`;
@@ -44,6 +66,7 @@ async function loadLines() {
     const r = await fetch("/v1/models");
     const models = (await r.json()).data || [];
     const options = models.map((m) => {
+      lineKinds[m.line] = m.kind;
       const o = document.createElement("option");
       o.value = m.line;
       o.textContent = `${m.line} (${m.id} v${m.version})`;
@@ -54,6 +77,7 @@ async function loadLines() {
   } catch (e) {
     $("line-row").hidden = true;
   }
+  applyKind();
 }
 
 function showBoard(file) {
@@ -127,7 +151,30 @@ function listDefect(d, i) {
   $("defects").append(li);
 }
 
+const FIELD_NAMES = { kind: "question", pattern: "pattern", conf: "confidence", asked: "asked about", found: "found",
+                      loc: "where", morph: "shape", fail: "failing dies", dies: "dies", share: "failing share (%)",
+                      cause: "causes to check" };
+
+function showMapAnswer(body) {
+  clearAnswer();
+  $("map-answer").textContent = body.answer_text;
+  $("pattern").textContent = body.pattern;
+  $("confidence").textContent = body.confidence.toFixed(2);
+  for (const [k, v] of Object.entries(body.answer)) {
+    if (v === null || v === "" || (Array.isArray(v) && !v.length)) continue;
+    const dt = document.createElement("dt"), dd = document.createElement("dd");
+    dt.textContent = FIELD_NAMES[k] || k;
+    dd.textContent = Array.isArray(v) ? v.join("; ") : String(v);
+    dd.dataset.field = k;
+    $("fields").append(dt, dd);
+  }
+  $("map-result").hidden = false;
+  $("summary").textContent = `model ${modelName(body.model)} · ${body.latency_s.toFixed(3)} s`;
+  $("answer-text").textContent = body.grammar;
+}
+
 function showAnswer(body) {
+  if (!body.defects) return showMapAnswer(body);
   clearAnswer();
   body.defects.forEach(drawDefect);
   body.defects.forEach(listDefect);
@@ -144,11 +191,11 @@ async function ask(event) {
   if (event) event.preventDefault();
   const board = $("board").files[0], template = $("template").files[0];
   const question = $("question").value.trim();
-  if (!board) return showError("Choose a board image first.");
+  if (!board) return showError(isWafer() ? "Choose a wafer map first." : "Choose a board image first.");
   if (!question) return showError("Type a question or click one of the suggestions.");
   const form = new FormData();
   form.append("image", board);
-  if (template) form.append("template", template);
+  if (template && !isWafer()) form.append("template", template);
   form.append("question", question);
   if (!$("line-row").hidden) form.append("line", $("line").value);
   showError("");
@@ -175,6 +222,7 @@ async function ask(event) {
 
 wireFile("board", "board-drop", "board-name", showBoard);
 wireFile("template", "template-drop", "template-name", null);
+$("line").addEventListener("change", applyKind);
 $("ask-form").addEventListener("submit", ask);
 for (const b of document.querySelectorAll(".suggestion")) {
   b.addEventListener("click", () => {
