@@ -121,9 +121,7 @@ def _retrain(cfg: Config, drop_dir: str, month: str, run_id: str) -> dict:
     ingested = data.ingest(drop_dir, month, cfg)
     checked = data.validate(month, cfg)
     version = checked["dataset_version"]
-    tracking.set_tags(cfg, run_id, {"dataset_version": version, "drop_hash": ingested["drop_hash"]})
-    tracking.log_metrics(cfg, run_id, {k: checked[k] for k in ("n_rows", "n_good", "n_bad")}, stage="validate")
-    tracking.log_artifacts(cfg, run_id, checked["data_docs_dir"], "data_docs")
+    tracking.log_validation(cfg, run_id, ingested, checked)
     _log_json(cfg, run_id, "validation.json", {k: checked[k] for k in ("gx_result", "drift", "bad")})
     splits = data.split(cfg)
     log.info("split: %s", {k: len(v) for k, v in splits.items()})

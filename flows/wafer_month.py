@@ -25,9 +25,7 @@ def retrain_wafer(cfg: Config, drop_dir: str, month: str, run_id: str, train_log
     ingested = wafer.ingest(drop_dir, month, cfg)
     checked = wafer.validate(month, cfg)
     version = checked["dataset_version"]
-    tracking.set_tags(cfg, run_id, {"dataset_version": version, "drop_hash": ingested["drop_hash"]})
-    tracking.log_metrics(cfg, run_id, {k: checked[k] for k in ("n_rows", "n_good", "n_bad")}, stage="validate")
-    tracking.log_artifacts(cfg, run_id, checked["data_docs_dir"], "data_docs")
+    tracking.log_validation(cfg, run_id, ingested, checked)
     log.info("month %s: %d maps accepted, %d quarantined", month, checked["n_good"], checked["n_bad"])
     run_dir = str(cfg.paths.runs_dir / wafer_run_key(cfg, version))
     figures = wafer.train(cfg, run_dir, train_log)

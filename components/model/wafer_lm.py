@@ -101,8 +101,7 @@ class WaferLM:
         return out
 
     def _read_prompts(self, prompts: list[str]) -> list[Reading]:
-        self.tokenizer.padding_side = "left"
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
         ids, mask = enc.input_ids, enc.attention_mask
         kinds, ids, mask = self._pick(ids, mask, self._kinds, self.meta.kind_floor)
         presence = torch.tensor([k == "presence" for k in kinds])

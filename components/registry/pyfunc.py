@@ -84,11 +84,10 @@ class WaferQAModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None):
         from components.data.wafer import map_grid
 
-        out = []
-        for i, row in enumerate(_rows(model_input)):
+        rows = list(_rows(model_input))
+        for i, row in enumerate(rows):
             if not _present(row.get("image")) or not _present(row.get("question")):
                 raise ValueError(f"row {i}: columns 'image' (the map) and 'question' are required")
-            grid = map_grid(load_image(row["image"]))
-            result = self.inspector.ask(grid, str(row["question"]))
-            out.append(json.dumps({"answer_text": result["answer_text"], "answer": result["answer"]}))
-        return out
+        results = self.inspector.ask_batch([map_grid(load_image(r["image"])) for r in rows],
+                                           [str(r["question"]) for r in rows])  # the rows' questions read together
+        return [json.dumps({"answer_text": r["answer_text"], "answer": r["answer"]}) for r in results]

@@ -201,3 +201,11 @@ def server_named(cfg: Config):
         if clear is None:
             raise
         raise clear from exc
+
+
+def log_validation(cfg: Config, run_id: str, ingested: dict, checked: dict) -> None:
+    """A validated month on its run, either line kind: the dataset version and drop hash as tags,
+    the row counts as metrics, GX's data docs as artifacts."""
+    set_tags(cfg, run_id, {"dataset_version": checked["dataset_version"], "drop_hash": ingested["drop_hash"]})
+    log_metrics(cfg, run_id, {k: checked[k] for k in ("n_rows", "n_good", "n_bad")}, stage="validate")
+    log_artifacts(cfg, run_id, checked["data_docs_dir"], "data_docs")
