@@ -3,6 +3,8 @@ the headline figures, then the per-label table.
 
     .venv/bin/python benchmarks/wafer_pattern.py --train ../shared/data/wm811k/train.npz \
         --val ../shared/data/wm811k/val.npz [--set wafer.steps=3000] [--out FOLDER]
+    .venv/bin/python benchmarks/wafer_pattern.py --load RUN/model/pattern --val ../shared/data/wm811k/val.npz \
+        --set wafer.views=1    # score a trained branch as it is, read over wafer.views views
 """
 from __future__ import annotations
 
@@ -18,12 +20,27 @@ import torch
 from components import config
 from components.data.wafer import read_npz
 from components.evaluation.wafer_metrics import pattern_metrics
+from components.model.wafer_pattern import WaferPattern
 from components.train.wafer_pattern import train_pattern
+
+
+def _train(args, cfg):
+    train = read_npz(args.train)
+    if args.max_train:
+        random.Random(cfg.wafer.seed).shuffle(train)
+        train = train[: args.max_train]
+
+    def log(step: int, row: dict) -> None:
+        print(f"step {step}: loss {row['wafer_loss']:.3f}", flush=True)
+
+    model, summary = train_pattern(train, cfg.data.classes, cfg.wafer, log, device=args.device)
+    return model, summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=Path, required=True, help=".npz maps to train (and calibrate) on")
+    parser.add_argument("--train", type=Path, help=".npz maps to train (and calibrate) on")
+    parser.add_argument("--load", type=Path, help="a trained branch folder to score instead (read over wafer.views views)")
     parser.add_argument("--val", type=Path, required=True, help=".npz maps to score on")
     parser.add_argument("--max-train", type=int, default=0, help="random training maps to use (0 = all)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
@@ -35,16 +52,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = config.load(overrides=args.set, line="wafer")
-    train = read_npz(args.train)
-    if args.max_train:
-        random.Random(cfg.wafer.seed).shuffle(train)
-        train = train[: args.max_train]
+    if (args.train is None) == (args.load is None):
+        parser.error("give --train (train a branch) or --load (score a trained one)")
     val = read_npz(args.val)
-
-    def log(step: int, row: dict) -> None:
-        print(f"step {step}: loss {row['wafer_loss']:.3f}", flush=True)
-
-    model, summary = train_pattern(train, cfg.data.classes, cfg.wafer, log, device=args.device)
+    if args.load:
+        model, summary = WaferPattern.load(args.load), {}
+        model.meta.views = cfg.wafer.views
+    else:
+        model, summary = _train(args, cfg)
     if args.out:
         model.save(args.out)
     start = time.perf_counter()

@@ -73,12 +73,14 @@ WAFER: tuple[Column, ...] = (
     Column("none_false_alarm", "None FA", False), Column("pattern_recall_min", "worst recall", True),
     Column("location_accuracy", "location", True), Column("fail_share_mae", "share MAE", False),
     Column("ece", "ECE", False), Column("question_read_accuracy", "read", True),
+    Column("presence_false_yes", "false yes", False),
     Column("latency_p50_s", "p50 s", False), Column("latency_p95_s", "p95 s", False),
     Column("n_maps", "maps", None, count=True), Column("n_questions", "questions", None, count=True),
 )
 """The wafer line's figures (evaluation/wafer_evaluate.py): the pattern answers' macro F1 over the
 labels, how often a None map gets a pattern, the worst label's recall, what the location and
-share answers state against the map, calibration, the question reading, latency."""
+share answers state against the map, calibration, the question reading, presence questions
+answered yes about a pattern the map does not show, latency."""
 COLUMNS_OF_KIND: dict[str, tuple[Column, ...]] = {BOXES_KIND: COLUMNS, WAFER_KIND: WAFER}
 """The reported columns of a line of each kind (components/line.py KINDS)."""
 

@@ -4,7 +4,8 @@ the kinds in turn; the answers are parsed back and scored.
 
 Figures: the pattern ones of the parsed answers (`wafer_metrics.label_metrics`); reading accuracy
 per kind (the answer is of the kind asked, about the pattern asked); location_accuracy on maps
-whose label says where the failing dies are (LABEL_LOCATION); fail_share_mae (the answers'
+whose label says where the failing dies are (LABEL_LOCATION); presence_false_yes (the share of
+presence questions answered "yes" about a pattern the map does not show); fail_share_mae (the answers'
 failing share against the map's, as a fraction); latency of single questions end to end.
 """
 from __future__ import annotations
@@ -76,9 +77,11 @@ def evaluate_wafer(inspector: WaferInspector, maps: list[WaferMap], cfg: Config,
     answers = inspector.answers([maps[i].grid for i, *_ in plan], [q for *_, q in plan], [probs[i] for i, *_ in plan])
     asked = [Asked(i, kind, about, q, parse(render(a), labels))
              for (i, kind, about, q), a in zip(plan, answers, strict=True)]
-    read_ok = defaultdict(list)
+    read_ok, false_yes = defaultdict(list), []
     for a in asked:
         read_ok[a.kind].append(a.read_right)
+        if a.kind == "presence":
+            false_yes.append(bool(a.answer.found) and a.asked != maps[a.index].label)
     sums = {}
     for pattern, other in zip(asked[::2], asked[1::2], strict=True):
         m = maps[pattern.index]
@@ -96,6 +99,7 @@ def evaluate_wafer(inspector: WaferInspector, maps: list[WaferMap], cfg: Config,
     metrics = {**scores, "location_accuracy": figures["location_accuracy"], "fail_share_mae": figures["fail_share_mae"],
                "question_read_accuracy": sum(map(sum, read_ok.values())) / len(asked),
                **{f"read_accuracy_{k}": float(np.mean(v)) for k, v in read_ok.items()},
+               "presence_false_yes": float(np.mean(false_yes)) if false_yes else 0.0,
                "latency_p50_s": float(np.percentile(latency, 50)), "latency_p95_s": float(np.percentile(latency, 95)),
                "n_questions": len(asked)}
     return metrics, asked, sums

@@ -78,7 +78,7 @@ class WaferLM:
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id))
         ids = self.tokenizer.convert_tokens_to_ids
         self._kinds = ids(list(KINDS) + [OFF])
-        self._patterns = ids([lb for lb in meta.labels if lb != NONE])
+        self._asked = ids([lb for lb in meta.labels if lb != NONE] + [NO_LABEL])  # -: a name it does not know
         self._labels = ids(list(meta.labels))
 
     def prompt(self, question: str, probs: dict[str, float]) -> str:
@@ -91,7 +91,7 @@ class WaferLM:
     @torch.no_grad()
     def read_batch(self, questions: list[str], probs: list[dict[str, float]], batch: int = 256) -> list[Reading]:
         """Each question's reading, decoded greedily under the grammar: a kind (or [OFF]); for
-        presence the asked pattern, else `-`; then [ANS] and the decided label. The prompts of a
+        presence the asked pattern (or `-`, a name it does not know), else `-`; then [ANS] and the decided label. The prompts of a
         batch are left-padded and decoded in step, so a batch reads as each prompt alone."""
         self.model.eval()
         out: list[Reading] = []
@@ -105,11 +105,11 @@ class WaferLM:
         ids, mask = enc.input_ids, enc.attention_mask
         kinds, ids, mask = self._pick(ids, mask, self._kinds, self.meta.kind_floor)
         presence = torch.tensor([k == "presence" for k in kinds])
-        asked, ids, mask = self._pick(ids, mask, self._patterns)
+        asked, ids, mask = self._pick(ids, mask, self._asked)
         ids[presence.logical_not(), -1] = self.tokenizer.convert_tokens_to_ids(NO_LABEL)  # other kinds ask none
         ids, mask = self._force(ids, mask, ANS)
         decided, _, _ = self._pick(ids, mask, self._labels)
-        return [Reading(OFF_KIND) if k == OFF else Reading(k, a if k == "presence" else "", d)
+        return [Reading(OFF_KIND) if k == OFF else Reading(k, a if k == "presence" and a != NO_LABEL else "", d)
                 for k, a, d in zip(kinds, asked, decided, strict=True)]
 
     def _pick(self, ids: torch.Tensor, mask: torch.Tensor, allowed: list[int],

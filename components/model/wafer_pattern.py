@@ -21,6 +21,7 @@ from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionModel
 
 from components.data.wafer import FAIL, OUTSIDE, PASS
 from components.model.patch_embed import as_matmul
+from components.model.views import dihedral_maps
 from components.model.vlm import patchify
 
 MERGE = 2
@@ -39,6 +40,9 @@ class PatternMeta:
     head_channels: int
     temperature: float = 1.0
     """Calibration: logits are divided by it (fitted on maps the branch did not train on)."""
+    views: int = 1
+    """How many of the 8 flips / quarter turns (views.dihedral_maps, in its order) the logits are
+    averaged over: a wafer's pattern does not change when it is turned."""
 
 
 def render(grid: np.ndarray, side: int) -> torch.Tensor:
@@ -101,15 +105,20 @@ class WaferPattern(nn.Module):
         return out.permute(0, 5, 1, 3, 2, 4).reshape(b, -1, g, g)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Uncalibrated logits (B, labels)."""
+        """Uncalibrated logits (B, labels) of one view."""
         return self.head(self.patch_grid(x))
+
+    def view_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits (B, labels), the mean over meta.views views of each map."""
+        return torch.stack([self(dihedral_maps(x, k)) for k in range(self.meta.views)]).mean(0)
 
     @torch.no_grad()
     def probabilities(self, grids: list[np.ndarray], batch: int = 256) -> torch.Tensor:
         """Calibrated label distribution (N, labels) for raw maps."""
         self.eval()
         side, t = self.meta.input_size, self.meta.temperature
-        out = [torch.softmax(self(render_batch(grids[i:i + batch], side)) / t, 1) for i in range(0, len(grids), batch)]
+        out = [torch.softmax(self.view_logits(render_batch(grids[i:i + batch], side)) / t, 1)
+               for i in range(0, len(grids), batch)]
         return torch.cat(out) if out else torch.zeros(0, len(self.meta.labels))
 
     def save(self, folder: str | Path) -> Path:

@@ -10,10 +10,10 @@ every kind too, and their reading decides None ("no systematic pattern").
 
 The asked pattern's name is typed as engineers also type it: a word of it now and then new to
 the model (`hide_name`), and on a share of presence questions a name the model cannot know at
-all. Such a question still asks whether a pattern is there, but which one only the evidence can
-tell: its reading asks about the branch's likeliest pattern, and the answer names that pattern
-("No center pattern found ..."), so the engineer sees what was checked instead of being told
-the question is off-topic.
+all. Such a question still asks whether a pattern is there, but not which one: its reading asks
+about no label (`-`), and the answer says the name is not one it knows and what the map shows
+("... not a pattern name I know ...; the wafer shows an edge ring"). Reading it as the likeliest
+pattern would answer "Yes, there is an edge ring" to "is there a bullseye?": a made-up yes.
 
 Preference pairs (DPO) share the prompt and the right reading; the rejected one names a pattern
 the map does not show: on a None map the branch's likeliest pattern (an invented pattern); where
@@ -71,12 +71,6 @@ def reading_for(kind: str, label: str, labels: Sequence[str], rng: random.Random
     return Reading(kind, asked, label)
 
 
-def likeliest_pattern(probs: dict[str, float]) -> str:
-    """The branch's likeliest label other than None: what a presence question naming a pattern
-    the model cannot know is read as asking about (see the module doc)."""
-    return max((lb for lb in probs if lb != NONE), key=lambda lb: probs[lb])
-
-
 def hide_name(pair: tuple[str, str], dropout: float, rng: random.Random) -> tuple[str, str]:
     """A pattern's (singular, plural) name with each word replaced by UNKNOWN_WORD at chance
     `dropout`, the same words in both forms and at least one word kept: a name the model knows
@@ -112,7 +106,7 @@ def qa_rows(labels_probs: Sequence[tuple[str, dict[str, float]]], words: Words, 
     an off-topic one loses its words at chance off_dropout: a question of words the model never
     saw, naming no pattern, then reads as not about the map). A presence question's pattern name
     loses words at chance name_dropout (`hide_name`); at chance unknown_name_share it is a word
-    the model does not know and asks about the branch's likeliest pattern (see the module doc)."""
+    the model does not know and the reading asks about no label (see the module doc)."""
     rng = random.Random(seed)
     labels = list(words)
     rows = []
@@ -120,16 +114,14 @@ def qa_rows(labels_probs: Sequence[tuple[str, dict[str, float]]], words: Words, 
         for _ in range(per_map):
             kind = OFF_KIND if rng.random() < off_share else rng.choice(KINDS)
             reading = reading_for(kind, label, labels, rng)
-            said = words
-            if reading.asked:
+            said, named = words, reading.asked  # named: the pattern the question's words name
+            if named:
                 if rng.random() < unknown_name_share:
-                    reading = Reading(kind, likeliest_pattern(probs), label)
-                    pair = (UNKNOWN_WORD, UNKNOWN_WORD)
+                    said, reading = {named: ((UNKNOWN_WORD, UNKNOWN_WORD),)}, Reading(kind, "", label)
                 else:
-                    pair = hide_name(rng.choice(words[reading.asked]), name_dropout, rng)
-                said = {reading.asked: (pair,)}
-            protected = KEY_WORDS | {w for pair in said.get(reading.asked, ()) for w in " ".join(pair).split()}
-            question = normalize(as_typed(ask(kind, reading.asked, said, items, rng), protected, items,
+                    said = {named: (hide_name(rng.choice(words[named]), name_dropout, rng),)}
+            protected = KEY_WORDS | {w for pair in said.get(named, ()) for w in " ".join(pair).split()}
+            question = normalize(as_typed(ask(kind, named, said, items, rng), protected, items,
                                           embellish_share, off_dropout if kind == OFF_KIND else dropout, rng))
             rows.append({"prompt": prompt(question, probs, top, bins), "completion": completion(reading),
                          "kind": kind, "label": label, "map": index})

@@ -3,7 +3,8 @@
 Reading (what the language model writes, under `model/wafer_lm.py`'s constraints), after the
 question and the pattern branch's evidence `[EV] Center s8 Loc s1 None s0`:
 
-    [ASK] presence Scratch [ANS] Loc [EOF]      kind, the label asked about (- when none), the pattern it decides
+    [ASK] presence Scratch [ANS] Loc [EOF]      kind, the label asked about (- when none; for presence: a
+                                                pattern name it does not know), the pattern it decides
     [ASK] [OFF] [EOF]                           not a question about the map
 
 Answer (what the service returns; `render` writes it, `parse` reads every answer `render` writes):
@@ -11,7 +12,8 @@ Answer (what the service returns; `render` writes it, `parse` reads every answer
     [KIND] location [PATTERN] Center [CONF] 0.93 [LOC] centre [MORPH] cluster [FAIL] 123 [DIES] 2000 [SHARE] 6.15 [EOF]
 
 Each kind carries the fields it answers with (FIELDS); [CONF] is the calibrated probability that
-what the answer states is right (for presence: that the asked pattern is there, or is not).
+what the answer states is right (for presence: that the asked pattern is there, or is not; a
+presence answer to a name the model does not know has `[ASKED] - [FOUND] -` and states the pattern).
 Numbers come from code (`qa/wafer_measure`), the pattern and its confidence from the branch, the
 choice of what to say from the reading.
 """
@@ -93,7 +95,7 @@ def answer_of(reading: Reading, probs: dict[str, float], measured: Measured) -> 
                     "share": round(100 * measured.share, SHARE_DECIMALS), "cause": tuple(ROOT_CAUSES.get(p, ())),
                     "loc": "none" if p == NONE else PATTERN_LOCATION.get(p, measured.location),
                     "morph": "scattered" if p == NONE and measured.failing else ("none" if p == NONE else measured.morphology)}
-    if reading.kind == "presence":
+    if reading.kind == "presence" and reading.asked:
         found = p == reading.asked
         pa = probs[reading.asked]
         fields |= {"asked": reading.asked, "found": found, "conf": round(pa if found else 1 - pa, 2)}
@@ -110,7 +112,9 @@ def render(a: WaferAnswer) -> str:
         elif name == "share":
             value = f"{value:.{SHARE_DECIMALS}f}"
         elif name == "found":
-            value = "yes" if value else "no"
+            value = NO_LABEL if value is None else "yes" if value else "no"
+        elif name == "asked":
+            value = value or NO_LABEL
         elif name == "cause":
             value = " | ".join(value)
         out.append(f"[{name.upper()}] {value}")
@@ -148,6 +152,8 @@ def _tagged(body: str) -> list[tuple[str, str]]:
 def _value(name: str, raw: str, labels: tuple[str, ...], text: str):
     bad = ValueError(f"field [{name.upper()}] {raw!r} cannot be read in {text!r}")
     try:
+        if name == "asked" and raw == NO_LABEL:
+            return ""
         if name in ("pattern", "asked"):
             if raw not in labels:
                 raise bad
@@ -162,9 +168,9 @@ def _value(name: str, raw: str, labels: tuple[str, ...], text: str):
         if name in ("fail", "dies"):
             return int(raw)
         if name == "found":
-            if raw not in ("yes", "no"):
+            if raw not in ("yes", "no", NO_LABEL):
                 raise bad
-            return raw == "yes"
+            return None if raw == NO_LABEL else raw == "yes"
         if name == "loc":
             if raw not in LOCATIONS:
                 raise bad
@@ -193,6 +199,9 @@ def sentence(a: WaferAnswer, words: dict, item: str = "wafer") -> str:
     conf = f" (confidence {a.conf:.2f})" if a.conf is not None else ""
     if a.kind == "pattern":
         return f"This {item} shows {said}{conf}."
+    if a.kind == "presence" and not a.asked:
+        return (f"That is not a pattern name I know (I know: {', '.join(name(lb) for lb in words if lb != NONE)}); "
+                f"this {item} shows {said}{conf}.")
     if a.kind == "presence":
         head = f"Yes, there is {_a(name(a.asked))}" if a.found else f"No {name(a.asked)} found"
         rest = "" if a.found else f"; the {item} shows {said}"

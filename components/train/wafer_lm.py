@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from components.config import Config, WaferConfig
+from components.data.split import group_hash_share
 from components.data.wafer import WaferMap
 from components.model.tokenizer import SCORE_BINS, normalize
 from components.model.wafer_inspector import WaferInspector
@@ -30,15 +31,36 @@ def evidence_of(branch: WaferPattern, maps: list[WaferMap]) -> list[tuple[str, d
     return [(m.label, dict(zip(branch.meta.labels, p.tolist(), strict=True))) for m, p in zip(maps, probs, strict=True)]
 
 
+def fold_of(m: WaferMap, folds: int) -> int:
+    return int(group_hash_share(f"fold:{m.map_id}") * folds)
+
+
+def heldout_evidence(branch: WaferPattern, maps: list[WaferMap], pick: list[WaferMap], cfg: WaferConfig,
+                     log: Callable[[int, dict], None] | None = None) -> list[tuple[str, dict[str, float]]]:
+    """evidence_of each picked map from a branch that did not train on it: one trained on the
+    other folds of `maps` (cfg.evidence_folds; 1: `branch`'s own evidence)."""
+    if cfg.evidence_folds <= 1:
+        return evidence_of(branch, pick)
+    labels, out = tuple(branch.meta.labels), {}
+    for k in range(cfg.evidence_folds):
+        inside = list({id(m): m for m in pick if fold_of(m, cfg.evidence_folds) == k}.values())
+        if inside:
+            fold_branch, _ = train_pattern([m for m in maps if fold_of(m, cfg.evidence_folds) != k], labels, cfg, log)
+            out |= {id(m): e for m, e in zip(inside, evidence_of(fold_branch, inside), strict=True)}
+    return [out[id(m)] for m in pick]
+
+
 def lm_rows(branch: WaferPattern, maps: list[WaferMap], words: Words, items: tuple[str, ...],
-            cfg: WaferConfig, known: set[str]) -> tuple[list[dict], list[dict]]:
-    """(QA rows, preference rows) from a stable draw of cfg.lm_maps maps, rare labels drawn more
-    often (cfg.lm_balance_power): drawn as the data is, a rare pattern's weak evidence is mostly
-    seen on None maps, and the model learns to answer None to it."""
+            cfg: WaferConfig, known: set[str], log: Callable[[int, dict], None] | None = None
+            ) -> tuple[list[dict], list[dict]]:
+    """(QA rows, preference rows) from a stable draw of cfg.lm_maps maps, with replacement and rare
+    labels drawn more often (cfg.lm_balance_power): drawn as the data is, a rare pattern's weak
+    evidence is mostly seen on None maps, and the model learns to answer None to it; drawn without
+    replacement, a month's few rare maps are each drawn once and None still fills the draw."""
     weights = draw_weights([m.label for m in maps], cfg.lm_balance_power)
     gen = torch.Generator().manual_seed(cfg.seed)
-    pick = [maps[i] for i in torch.multinomial(weights, min(cfg.lm_maps, len(maps)), generator=gen).tolist()]
-    evidence = evidence_of(branch, pick)
+    pick = [maps[i] for i in torch.multinomial(weights, cfg.lm_maps, replacement=True, generator=gen).tolist()]
+    evidence = heldout_evidence(branch, maps, pick, cfg, log)
     rows = qa_rows(evidence, words, items, cfg.questions_per_map, cfg.off_share, cfg.evidence_top, SCORE_BINS,
                    cfg.seed, normalize=lambda q: normalize(q, known),
                    embellish_share=cfg.embellish_share, dropout=cfg.word_dropout,
@@ -94,7 +116,7 @@ def train_wafer_model(maps: list[WaferMap], cfg: Config, out_dir: Path,
     labels, words, items = tuple(cfg.data.classes), cfg.line.words, cfg.line.items
     branch, summary = train_pattern(maps, labels, cfg.wafer, log)
     lm = new_lm(labels, words, items, cfg.wafer)
-    rows, pairs = lm_rows(branch, maps, words, items, cfg.wafer, lm.known)
+    rows, pairs = lm_rows(branch, maps, words, items, cfg.wafer, lm.known, log)
     summary |= train_sft(lm, rows, cfg.wafer, out_dir / "sft", log)
     summary |= train_dpo(lm, pairs, cfg.wafer, out_dir / "dpo", log)
     inspector = WaferInspector(branch, lm)

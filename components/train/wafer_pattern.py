@@ -63,7 +63,7 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, iters: int = 10
 @torch.no_grad()
 def logits_of(model: WaferPattern, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
+    return torch.cat([model.view_logits(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 def train_pattern(maps: list[WaferMap], labels: tuple[str, ...], cfg: WaferConfig, log: Callable[[int, dict], None] | None = None,
@@ -82,7 +82,7 @@ def train_pattern(maps: list[WaferMap], labels: tuple[str, ...], cfg: WaferConfi
     index = {lb: i for i, lb in enumerate(labels)}
     meta = PatternMeta(labels=list(labels), input_size=cfg.input_size, patch_size=cfg.patch_size,
                        vision_hidden=cfg.vision_hidden, vision_depth=cfg.vision_depth,
-                       vision_heads=cfg.vision_heads, head_channels=cfg.head_channels)
+                       vision_heads=cfg.vision_heads, head_channels=cfg.head_channels, views=cfg.views)
     model = WaferPattern(meta).to(device)
     x = render_batch([m.grid for m in train], cfg.input_size).half()  # half: 37k maps in under 1 GB
     y = torch.tensor([index[m.label] for m in train])

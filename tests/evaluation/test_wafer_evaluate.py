@@ -49,6 +49,9 @@ def test_every_map_is_asked_and_every_figure_and_file_is_written(evaluated):
     assert 0 <= m["fail_share_mae"] < 0.01  # the share is measured by code, stated to two decimals of a percent
     answers = [json.loads(line) for line in (out / "eval" / "answers.jsonl").read_text().splitlines()]
     assert len(answers) == 2 * len(maps) and sum(a["kind"] == "pattern" for a in answers) == len(maps)
+    presence = [a for a in answers if a["kind"] == "presence"]
+    false_yes = [" [FOUND] yes " in a["answer"] and a["asked"] != maps[a["index"]].label for a in presence]
+    assert presence and m["presence_false_yes"] == pytest.approx(sum(false_yes) / len(presence))
     html = (out / "eval" / "report.html").read_text()
     assert 'id="per-label"' in html and 'id="confusion"' in html and html.count("<figure>") == cfg.eval.report_overlays
     with (out / "export.csv").open() as f:

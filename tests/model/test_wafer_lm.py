@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from components import config
-from components.qa.wafer_generate import hide_name, likeliest_pattern, preference_rows, qa_rows
+from components.qa.wafer_generate import hide_name, preference_rows, qa_rows
 from components.qa.wafer_grammar import FIELDS, Reading, answer_of, parse, parse_reading, render, sentence
 from components.qa.wafer_measure import measure
 from components.qa.wafer_vocab import KINDS, OFF_KIND, UNKNOWN_WORD
@@ -47,6 +47,11 @@ def test_answers_refer_to_measured_numbers_and_calibrated_confidence():
     assert (a.loc, a.fail, a.dies, a.conf) == ("centre", m.failing, m.dies, 0.83)
     no = answer_of(Reading("presence", "Scratch", "Center"), _probs("Center", 0.83), m)
     assert no.found is False and no.conf == pytest.approx(1 - 0.02125, abs=0.01)
+    unknown = answer_of(Reading("presence", "", "Center"), _probs("Center", 0.83), m)
+    assert (unknown.asked, unknown.found, unknown.pattern, unknown.conf) == ("", None, "Center", 0.83)
+    assert parse(render(unknown), LABELS) == unknown
+    said = sentence(unknown, CFG.line.words)
+    assert "not a pattern name I know" in said and "center pattern (confidence 0.83)" in said and "Yes" not in said
     cause = answer_of(Reading("cause", "", "Center"), _probs("Center"), m)
     assert "hypotheses, not findings" in sentence(cause, CFG.line.words)
 
@@ -91,7 +96,9 @@ def test_the_language_model_learns_to_read_questions_and_dpo_changes_it(tmp_path
     assert again.read("What pattern is this?", _probs("Donut")) == lm.read("What pattern is this?", _probs("Donut"))
 
 
-def test_a_pattern_name_is_hidden_in_part_or_wholly_and_an_unknown_one_asks_the_likeliest_pattern():
+def test_a_pattern_name_is_hidden_in_part_or_wholly_and_an_unknown_one_asks_about_no_pattern():
+    """An unknown name is read as asking about no label: read as the likeliest pattern, "is there a
+    bullseye?" on an edge-ring map would answer "Yes, there is an edge ring"."""
     rng = random.Random(0)
     for _ in range(50):
         s, p = hide_name(("local edge failure", "local edge failures"), 0.9, rng)
@@ -101,8 +108,8 @@ def test_a_pattern_name_is_hidden_in_part_or_wholly_and_an_unknown_one_asks_the_
     presence = [r for r in rows if r["kind"] == "presence"]
     assert presence and all(UNKNOWN_WORD in r["prompt"] for r in presence)
     for r in presence:
-        asked = parse_reading("[ASK]" + r["completion"], LABELS).asked
-        assert asked == likeliest_pattern(maps[r["map"]][1]) != "None"
+        reading = parse_reading("[ASK]" + r["completion"], LABELS)
+        assert (reading.asked, reading.decided) == ("", maps[r["map"]][0])
 
 
 def test_a_kind_floor_reads_an_unclear_question_as_a_pattern_question():

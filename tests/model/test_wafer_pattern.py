@@ -12,6 +12,7 @@ from components.config import WaferConfig
 from components.data.wafer import FAIL, PASS, WaferMap
 from components.evaluation.wafer_metrics import pattern_metrics
 from components.model.wafer_pattern import PatternMeta, WaferPattern, render
+from components.train.wafer_lm import evidence_of, fold_of, heldout_evidence
 from components.train.wafer_pattern import calib_part, train_pattern
 
 TINY = dict(input_size=16, patch_size=4, vision_hidden=16, vision_depth=1, vision_heads=2, head_channels=8)
@@ -95,3 +96,31 @@ def test_metrics_per_label_worst_recall_and_none_false_alarms():
     assert m["confusion"][2] == [1, 0, 1]
     with pytest.raises(ValueError, match="not the line's"):
         pattern_metrics(probs, truth[:-1] + ["Donut"], labels, 10)
+
+
+def test_with_all_views_a_turned_or_flipped_map_reads_the_same():
+    torch.manual_seed(0)
+    model = WaferPattern(PatternMeta(labels=["None", "Center", "Scratch"], views=8, **TINY)).eval()
+    grid = _wafer(32, False)  # twice the input: the area resize is exact, so turns commute with it
+    grid[4:26, 14] = FAIL  # a line: not symmetric under a quarter turn
+    turned = [grid, np.rot90(grid).copy(), np.fliplr(grid).copy(), grid.T.copy()]
+    probs = model.probabilities(turned)
+    assert (probs - probs[0]).abs().max() < 1e-6
+    model.meta.views = 1
+    one = model.probabilities(turned)
+    assert (one - one[0]).abs().max() > 1e-4
+
+
+def test_the_language_models_evidence_comes_from_branches_that_did_not_train_on_the_map():
+    labels = ("None", "Center")
+    cfg = dataclasses.replace(WaferConfig(), steps=20, batch_size=16, calib_share=0.2, evidence_folds=2, **TINY)
+    maps = _maps(60)
+    branch, _ = train_pattern(maps, labels, cfg)
+    folds = [fold_of(m, 2) for m in maps]
+    assert 15 < folds.count(0) < 45
+    pick = maps[:10] + maps[:3]  # drawn with replacement: a map may come twice
+    held = heldout_evidence(branch, maps, pick, cfg)
+    assert [lb for lb, _ in held] == [m.label for m in pick] and held[10:] == held[:3]
+    own = evidence_of(branch, pick)
+    assert all(e != o for (_, e), (_, o) in zip(held, own, strict=True))
+    assert heldout_evidence(branch, maps, pick, dataclasses.replace(cfg, evidence_folds=1)) == own
