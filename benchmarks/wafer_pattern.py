@@ -33,8 +33,7 @@ def _train(args, cfg):
     def log(step: int, row: dict) -> None:
         print(f"step {step}: loss {row['wafer_loss']:.3f}", flush=True)
 
-    model, summary = train_pattern(train, cfg.data.classes, cfg.wafer, log, device=args.device)
-    return model, summary
+    return train_pattern(train, cfg.data.classes, cfg.wafer, log, device=args.device)
 
 
 def main() -> None:

@@ -37,16 +37,16 @@ def fold_of(m: WaferMap, folds: int) -> int:
 
 def heldout_evidence(branch: WaferPattern, maps: list[WaferMap], pick: list[WaferMap], cfg: WaferConfig,
                      log: Callable[[int, dict], None] | None = None) -> list[tuple[str, dict[str, float]]]:
-    """evidence_of each picked map from a branch that did not train on it: one trained on the
-    other folds of `maps` (cfg.evidence_folds; 1: `branch`'s own evidence)."""
+    """evidence_of each picked map (once per map: the draw repeats maps) from a branch that did not
+    train on it: one trained on the other folds of `maps` (cfg.evidence_folds; 1: `branch`'s own)."""
+    unique = list({id(m): m for m in pick}.values())
     if cfg.evidence_folds <= 1:
-        return evidence_of(branch, pick)
-    labels, out = tuple(branch.meta.labels), {}
-    for k in range(cfg.evidence_folds):
-        inside = list({id(m): m for m in pick if fold_of(m, cfg.evidence_folds) == k}.values())
-        if inside:
-            fold_branch, _ = train_pattern([m for m in maps if fold_of(m, cfg.evidence_folds) != k], labels, cfg, log)
-            out |= {id(m): e for m, e in zip(inside, evidence_of(fold_branch, inside), strict=True)}
+        parts = [(branch, unique)]
+    else:
+        fold = {id(m): fold_of(m, cfg.evidence_folds) for m in maps}
+        parts = [(train_pattern([m for m in maps if fold[id(m)] != k], tuple(branch.meta.labels), cfg, log)[0],
+                  [m for m in unique if fold[id(m)] == k]) for k in range(cfg.evidence_folds)]
+    out = {id(m): e for b, part in parts if part for m, e in zip(part, evidence_of(b, part), strict=True)}
     return [out[id(m)] for m in pick]
 
 
