@@ -511,15 +511,12 @@ class WaferConfig:
         "that calibrates the confidences."))
     views: int = field(default=8, metadata=_help(
         "Flips / quarter turns of a map the branch's logits are averaged over when it reads one (1: the map as it "
-        "is; 8: all). The month-1 branch's own argmax on val, 1 -> 8: macro F1 0.852 -> 0.871, worst recall "
-        "0.54 -> 0.58, none false alarm 0.035 -> 0.026 (benchmarks/wafer_pattern.py --load RUN/model/pattern "
-        "--set wafer.views=1|8). The temperature is fitted on the same average."))
+        "is; 8: all); the temperature is fitted on the same average (README, \"The wafer line\")."))
     evidence_folds: int = field(default=2, metadata=_help(
-        "The language model learns its decision from the branch's evidence on maps that branch did not train on: "
-        "the accepted maps are cut in this many folds (a stable hash of the map id) and each fold's evidence "
-        "comes from a branch trained on the others, as the final branch is on maps it never saw (1: the final "
-        "branch's evidence on its own training maps, surer than on new maps, so weak rare-pattern evidence is "
-        "learned as None). Costs one branch training per fold."))
+        "Folds of the accepted maps (by map id) for the language model's evidence: each fold's evidence comes "
+        "from a branch trained on the other folds, so the model learns its decision on evidence like that of a "
+        "new map (1: the final branch's evidence on its own training maps, surer than on new ones). Costs one "
+        "branch training per fold."))
     seed: int = field(default=0, metadata=_help(
         "Seed of the initial weights, the draws and the augmentation."))
     lm_hidden: int = field(default=64, metadata=_help(
@@ -534,11 +531,9 @@ class WaferConfig:
     lm_maps: int = field(default=6000, metadata=_help(
         "Training maps (a stable draw of the accepted ones) the language model's QA pairs are made from."))
     lm_balance_power: float = field(default=0.45, metadata=_help(
-        "The language model's maps are drawn (with replacement) with weight count(label)^-power (as "
-        "wafer.balance_power for the branch): 0 draws as the data is (mostly None). It sets where the decision "
-        "falls between a rare pattern and None: the month-1 model (`retrain --line wafer --bundled-month 2026-01 "
-        "--set wafer.lm_balance_power=P`) evaluated on the month-2 maps it never saw (a dev set, not the gate's "
-        "val), P = 0.4 / 0.45 / 0.5: none false alarm 0.017 / 0.030 / 0.032, worst recall 0.54 / 0.60 / 0.59."))
+        "The language model's maps are drawn (with replacement) with weight count(label)^-power: 0 draws as the "
+        "data is (mostly None). It sets where the decision falls between a rare pattern and None (README, "
+        "\"The wafer line\")."))
     questions_per_map: int = field(default=2, metadata=_help(
         "QA pairs per map, each of a kind drawn at random (qa/wafer_vocab.KINDS)."))
     off_share: float = field(default=0.05, metadata=_help(
